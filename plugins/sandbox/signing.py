@@ -1,0 +1,44 @@
+"""The sandbox's webhook signature, modelled on Stripe's scheme:
+
+    Sandbox-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
+
+A receiver recomputes the HMAC over the raw body, compares in constant time,
+and refuses timestamps more than TOLERANCE seconds from its clock.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+HEADER = "Sandbox-Signature"
+TOLERANCE = 300
+
+
+class SignatureError(ValueError):
+    pass
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, body: bytes, header: str | None, now: float | None = None) -> None:
+    if not header:
+        raise SignatureError(f"missing {HEADER} header")
+    parts = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        raise SignatureError("signature has no valid timestamp") from None
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > TOLERANCE:
+        raise SignatureError("signature timestamp outside the tolerance")
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    if not any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", [])):
+        raise SignatureError("signature does not match")

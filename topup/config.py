@@ -1,0 +1,56 @@
+"""Configuration: defaults here, then instance/config.py, then TOPUP_* variables.
+
+Environment values are parsed as JSON when they look like JSON
+(``TOPUP_ORDER_TTL_SECONDS=600``), else taken as strings.
+"""
+from __future__ import annotations
+
+import os
+
+
+class Defaults:
+    SHOP_NAME = "topup"
+    # SQLite file in the instance folder unless DATABASE_URL says otherwise.
+    DATABASE_URL = None
+    # Plugins by registered name that must not load (built-ins included). The
+    # sandboxes are for demos and tests; `topup init --demo` switches them on.
+    DISABLED_PLUGINS = ["sandbox_payment", "sandbox_delivery"]
+    # Namespaced plugin settings: {"plugin_id": {...}}; {"$env": "NAME"} reads a secret.
+    PLUGINS = {}
+    ORDER_TTL_SECONDS = 30 * 60
+    # Delivery outbox worker.
+    WORKER_THREADS = 1
+    WORKER_POLL_SECONDS = 0.5
+    DELIVERY_MAX_ATTEMPTS = 6
+    DELIVERY_RETRY_BASE_SECONDS = 5
+    DELIVERY_RETRY_MAX_SECONDS = 15 * 60
+    DELIVERY_LEASE_SECONDS = 120
+    # Cookies and forms.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    MAX_CONTENT_LENGTH = 64 * 1024
+    BABEL_DEFAULT_LOCALE = "en"
+
+
+def load(app, test_config: dict | None) -> None:
+    app.config.from_object(Defaults)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("TOPUP")
+    else:
+        app.config.update(test_config)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "topup.sqlite")
+
+
+def resolve_secrets(settings: dict) -> dict:
+    """Replace {"$env": "NAME"} values by the environment variable NAME."""
+    resolved = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and set(value) == {"$env"}:
+            if value["$env"] not in os.environ:
+                raise KeyError(f"setting {key!r} needs environment variable {value['$env']}")
+            value = os.environ[value["$env"]]
+        resolved[key] = value
+    return resolved

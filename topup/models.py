@@ -1,0 +1,168 @@
+"""Tables only. Status changes belong to topup.orders; nothing else writes them."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from peewee import (
+    BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, Model,
+    TextField,
+)
+
+from topup.db import database
+from topup.money import Money
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """Naive UTC: the same on SQLite and Postgres `timestamp` columns."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField()
+    applied_at = DateTimeField(default=utcnow)
+
+
+class Product(BaseModel):
+    slug = CharField(unique=True)
+    name = CharField()
+    unit = CharField(default="coins")  # what a package counts
+    account_kind = CharField(default="tiktok")  # see topup.accounts
+    delivery_backend = CharField()
+    enabled = BooleanField(default=True)
+    sort = IntegerField(default=0)
+
+    @classmethod
+    def listed(cls):
+        return cls.select().where(cls.enabled).order_by(cls.sort, cls.id)
+
+
+class Package(BaseModel):
+    product = ForeignKeyField(Product, backref="packages", on_delete="CASCADE")
+    quantity = IntegerField()
+    enabled = BooleanField(default=True)
+    sort = IntegerField(default=0)
+
+    @classmethod
+    def priced_in(cls, product, currency):
+        """Enabled packages of a product that have a price in currency, with it."""
+        return (cls.select(cls, Price)
+                .join(Price)
+                .where(cls.product == product, cls.enabled, Price.currency == currency)
+                .order_by(cls.sort, cls.quantity))
+
+
+class Price(BaseModel):
+    package = ForeignKeyField(Package, backref="prices", on_delete="CASCADE")
+    currency = CharField(max_length=3)
+    amount = IntegerField()  # minor units
+
+    class Meta:
+        indexes = ((("package", "currency"), True),)
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+class Order(BaseModel):
+    public_id = CharField(unique=True)
+    idempotency_key = CharField(unique=True)
+    product = ForeignKeyField(Product)
+    package = ForeignKeyField(Package)
+    quantity = IntegerField()
+    account_id = CharField()
+    account_nickname = CharField(null=True)
+    country = CharField(max_length=2)
+    currency = CharField(max_length=3)
+    amount = IntegerField()  # minor units, computed by the server
+    email = CharField(null=True)
+    payment_method = CharField()
+    locale = CharField(default="en")
+    status = CharField(index=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    @property
+    def total(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    def latest_payment(self):
+        return self.payments.order_by(Payment.id.desc()).first()
+
+
+class Payment(BaseModel):
+    order = ForeignKeyField(Order, backref="payments", on_delete="CASCADE")
+    provider = CharField()
+    provider_ref = CharField(null=True)  # the provider's id for this payment
+    status = CharField(default="created")
+    amount = IntegerField()
+    currency = CharField(max_length=3)
+    action = JSONField(null=True)  # what the buyer must do, as the provider returned it
+    error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("provider", "provider_ref"), True),)
+
+    @property
+    def total(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+class Delivery(BaseModel):
+    """The outbox row: inserted with the `paid` transition, worked by the worker."""
+    order = ForeignKeyField(Order, backref="deliveries", unique=True, on_delete="CASCADE")
+    backend = CharField()
+    status = CharField(default="pending", index=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow, index=True)
+    lease_until = DateTimeField(null=True)
+    reference = CharField(null=True)
+    last_error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class WebhookEvent(BaseModel):
+    """One row per provider event id: the UNIQUE key makes replays harmless."""
+    provider = CharField()
+    event_id = CharField()
+    order = ForeignKeyField(Order, null=True, on_delete="SET NULL")
+    outcome = CharField(null=True)
+    received_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("provider", "event_id"), True),)
+
+
+class OrderEvent(BaseModel):
+    """The order's timeline: every transition and every notable attempt."""
+    order = ForeignKeyField(Order, backref="events", on_delete="CASCADE")
+    kind = CharField()
+    from_status = CharField(null=True)
+    to_status = CharField(null=True)
+    message = TextField(null=True)
+    actor = CharField(default="system")
+    created_at = DateTimeField(default=utcnow)
+
+
+CORE_MODELS = [SchemaVersion, Product, Package, Price, Order, Payment, Delivery,
+               WebhookEvent, OrderEvent]

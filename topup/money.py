@@ -1,0 +1,62 @@
+"""Money as integer minor units plus an ISO 4217 code. Never float.
+
+Babel (CLDR) knows how many digits each currency has and how each locale
+writes it; this module is the only place that converts between minor units and
+the decimal amounts people read.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from babel import Locale
+from babel.core import get_global
+from babel.numbers import format_currency, get_currency_precision
+
+
+def digits(currency: str) -> int:
+    """Minor-unit digits of a currency (USD 2, VND 0, IDR 2)."""
+    return get_currency_precision(currency)
+
+
+def _cash_digits(currency: str) -> int:
+    fractions = get_global("currency_fractions")
+    entry = fractions.get(currency) or fractions["DEFAULT"]
+    return entry[2]
+
+
+@dataclass(frozen=True, order=True)
+class Money:
+    amount: int  # minor units
+    currency: str
+
+    def __post_init__(self):
+        if type(self.amount) is not int:  # bool and float are refused too
+            raise TypeError(f"Money amount must be int minor units, got {self.amount!r}")
+
+    @classmethod
+    def from_decimal(cls, value: Decimal | str, currency: str) -> Money:
+        """Exact conversion from a decimal major-unit amount; refuses sub-minor precision."""
+        scaled = Decimal(value).scaleb(digits(currency))
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {digits(currency)} decimals for {currency}")
+        return cls(int(scaled), currency)
+
+    def to_decimal(self) -> Decimal:
+        return Decimal(self.amount).scaleb(-digits(self.currency))
+
+    def format(self, locale: str = "en") -> str:
+        """Locale-aware text. Whole amounts in currencies paid without cents
+        (IDR, VND, ...) drop the zero fraction: "Rp15.000", not "Rp15.000,00"."""
+        value = self.to_decimal()
+        if value == value.to_integral_value() and _cash_digits(self.currency) == 0:
+            standard = Locale.parse(locale).currency_formats["standard"].pattern
+            whole = re.sub(r"\.[0#]+", "", standard)
+            return format_currency(value, self.currency, format=whole, locale=locale,
+                                   currency_digits=False)
+        return format_currency(value, self.currency, locale=locale)
+
+    def __str__(self) -> str:
+        return self.format()
+

@@ -1,0 +1,323 @@
+"""The order state machine: the ONLY place that changes Order, Payment and Delivery status.
+
+    awaiting_payment -> paid -> delivering -> delivered
+    awaiting_payment -> expired | failed | canceled
+    any open state   -> needs_attention (a person must look) -> ...
+    paid | delivering | delivered | needs_attention -> refunded
+
+Every change runs in one transaction that first locks the order row (SQLite:
+BEGIN IMMEDIATE; Postgres: SELECT ... FOR UPDATE), then compare-and-sets the
+status (UPDATE ... WHERE status = old; one row or nothing), writes an
+OrderEvent, and broadcasts `order_status_changed` after commit.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from peewee import IntegrityError
+
+from topup.db import database, is_sqlite
+from topup.delivery import DeliveryResult
+from topup.models import Delivery, Order, OrderEvent, Payment, Price, WebhookEvent, utcnow
+from topup.payments import PaymentEvent
+
+log = logging.getLogger(__name__)
+
+AWAITING_PAYMENT = "awaiting_payment"
+PAID = "paid"
+DELIVERING = "delivering"
+DELIVERED = "delivered"
+EXPIRED = "expired"
+FAILED = "failed"
+NEEDS_ATTENTION = "needs_attention"
+REFUNDED = "refunded"
+CANCELED = "canceled"
+
+TRANSITIONS = {
+    AWAITING_PAYMENT: {PAID, EXPIRED, FAILED, CANCELED, NEEDS_ATTENTION},
+    PAID: {DELIVERING, NEEDS_ATTENTION, REFUNDED},
+    DELIVERING: {DELIVERED, NEEDS_ATTENTION, REFUNDED},
+    NEEDS_ATTENTION: {PAID, DELIVERED, REFUNDED, CANCELED},
+    DELIVERED: {REFUNDED},
+    EXPIRED: {NEEDS_ATTENTION},  # money arrived after all
+    FAILED: {NEEDS_ATTENTION},
+    REFUNDED: set(),
+    CANCELED: set(),
+}
+# Nothing more will happen without a person: the buyer's page stops watching.
+FINAL = frozenset({DELIVERED, EXPIRED, FAILED, REFUNDED, CANCELED})
+
+
+class OrderRefused(Exception):
+    """The buyer's request cannot become an order; the message says why, for people."""
+
+
+# --- the one primitive ------------------------------------------------------
+
+
+def _locked(order_id: int) -> Order:
+    """Re-read the order inside the current transaction, holding its row lock."""
+    query = Order.select().where(Order.id == order_id)
+    if not is_sqlite():  # SQLite's BEGIN IMMEDIATE already holds the only write lock
+        query = query.for_update()
+    return query.get()
+
+
+def _event(order: Order, kind: str, message: str | None = None, *, old=None, new=None,
+           actor: str = "system") -> None:
+    OrderEvent.create(order=order, kind=kind, from_status=old, to_status=new,
+                      message=message, actor=actor)
+
+
+def _transition(order: Order, new: str, message: str | None = None, actor: str = "system") -> bool:
+    """Compare-and-set order.status to new. False (and no change) when another
+    writer got there first; must run inside a transaction."""
+    old = order.status
+    if new not in TRANSITIONS[old]:
+        raise ValueError(f"order {order.public_id}: {old} -> {new} is not a transition")
+    changed = (Order.update(status=new, updated_at=utcnow())
+               .where(Order.id == order.id, Order.status == old)
+               .execute())
+    if changed != 1:
+        return False
+    order.status = new
+    _event(order, "status", message, old=old, new=new, actor=actor)
+    registry = current_app.extensions["topup"]
+    database.after_commit(lambda: registry.broadcast_status_changed(order, old, new))
+    return True
+
+
+def _set_payment_status(payment: Payment, new: str, error: str | None = None) -> None:
+    fields = {"status": new, "updated_at": utcnow()}
+    if error is not None:
+        fields["error"] = error
+    Payment.update(**fields).where(Payment.id == payment.id).execute()
+    payment.status = new
+
+
+# --- checkout ---------------------------------------------------------------
+
+
+def create_order(*, product, package, country: str, currency: str, account_id: str,
+                 account_nickname: str | None, payment_method: str, email: str | None,
+                 locale: str, idempotency_key: str) -> tuple[Order, bool]:
+    """Create the order and its first Payment, priced by the server.
+
+    Returns (order, created). The same idempotency key with the same choices
+    returns the existing order (a double tap); with other choices it is refused.
+    """
+    price = Price.get_or_none(Price.package == package, Price.currency == currency)
+    if price is None or package.product_id != product.id or not package.enabled:
+        raise OrderRefused("This package is not sold in that currency. Please choose another.")
+    choices = dict(product=product.id, package=package.id, country=country, currency=currency,
+                   account_id=account_id, payment_method=payment_method, email=email or None)
+    try:
+        with database.atomic():
+            order = Order.create(
+                public_id=secrets.token_urlsafe(16), idempotency_key=idempotency_key,
+                quantity=package.quantity, account_nickname=account_nickname,
+                amount=price.amount, locale=locale, status=AWAITING_PAYMENT,
+                expires_at=utcnow() + timedelta(seconds=current_app.config["ORDER_TTL_SECONDS"]),
+                **choices)
+            Payment.create(order=order, provider=payment_method, amount=price.amount,
+                           currency=currency)
+            _event(order, "status", "Order placed", new=AWAITING_PAYMENT, actor="buyer")
+        return order, True
+    except IntegrityError:
+        existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
+        if existing is None:
+            raise
+    same = all(getattr(existing, field if field not in ("product", "package") else field + "_id")
+               == value for field, value in choices.items())
+    if not same:
+        raise OrderRefused("This form was already used for another order. "
+                           "Check your choices and press Buy again.")
+    return existing, False
+
+
+def start_payment(order: Order, provider, return_url: str) -> Payment:
+    """Ask the provider how the buyer pays; keep its answer on the Payment.
+
+    The provider is called outside any transaction (it may be slow). If it
+    raises, the order fails and OrderRefused tells the buyer to choose again.
+    """
+    payment = order.latest_payment()
+    try:
+        action = provider.start(order, return_url=return_url)
+    except Exception as exc:
+        current_app.extensions["topup"].contain(provider.id, exc)
+        with database.atomic():
+            locked = _locked(order.id)
+            _set_payment_status(payment, "failed", error=f"{type(exc).__name__}: {exc}")
+            if locked.status == AWAITING_PAYMENT:
+                _transition(locked, FAILED, f"{provider.name} could not start the payment")
+        raise OrderRefused(f"{provider.name} is not working right now. "
+                           "Please choose another payment method.") from exc
+    with database.atomic():
+        (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
+                        status="started", updated_at=utcnow())
+         .where(Payment.id == payment.id, Payment.status == "created").execute())
+    return Payment.get_by_id(payment.id)
+
+
+# --- payment events (webhooks and re-fetches) -------------------------------
+
+
+def apply_payment_event(provider_id: str, event: PaymentEvent) -> str:
+    """Apply one verified provider event. Returns what happened, for the log:
+    "duplicate", "unknown payment", "applied" or "ignored".
+
+    The event id is recorded under a UNIQUE key in the same transaction as its
+    effect, so a replay (or a race of replays) changes nothing.
+    """
+    with database.atomic():
+        payment = Payment.get_or_none(Payment.provider == provider_id,
+                                      Payment.provider_ref == event.payment_ref)
+        try:
+            with database.atomic():  # savepoint: a duplicate leaves the outer transaction usable
+                WebhookEvent.create(provider=provider_id, event_id=event.event_id,
+                                    order=payment.order_id if payment else None)
+        except IntegrityError:
+            return "duplicate"
+        if payment is None:
+            log.warning("%s event %s names unknown payment %r", provider_id, event.event_id,
+                        event.payment_ref)
+            return "unknown payment"
+        order = _locked(payment.order_id)
+        outcome = _apply(order, Payment.get_by_id(payment.id), event)
+        (WebhookEvent.update(outcome=outcome)
+         .where(WebhookEvent.provider == provider_id, WebhookEvent.event_id == event.event_id)
+         .execute())
+        return outcome
+
+
+def _apply(order: Order, payment: Payment, event: PaymentEvent) -> str:
+    if event.kind == "succeeded":
+        if payment.status in ("succeeded", "refunded"):
+            return "ignored"  # the same payment told twice under different event ids
+        _set_payment_status(payment, "succeeded")
+        if event.amount is not None and event.amount != payment.total:
+            _transition(order, NEEDS_ATTENTION,
+                        f"Paid {event.amount.amount} {event.amount.currency}, "
+                        f"expected {payment.amount} {payment.currency}")
+        elif order.status == AWAITING_PAYMENT:
+            _transition(order, PAID, f"Payment {payment.provider_ref} succeeded")
+            Delivery.create(order=order, backend=order.product.delivery_backend)
+        elif NEEDS_ATTENTION in TRANSITIONS[order.status]:
+            _transition(order, NEEDS_ATTENTION,
+                        f"Payment {payment.provider_ref} succeeded after the order was {order.status}")
+        else:
+            _event(order, "payment", f"Payment succeeded while order was {order.status}")
+        return "applied"
+
+    if event.kind in ("failed", "expired"):
+        if payment.status not in ("created", "started", "pending"):
+            return "ignored"  # e.g. a failure reported after the success
+        _set_payment_status(payment, event.kind)
+        if order.status == AWAITING_PAYMENT:
+            _transition(order, FAILED if event.kind == "failed" else EXPIRED,
+                        f"Payment {payment.provider_ref} {event.kind}")
+        return "applied"
+
+    if event.kind == "pending":
+        if payment.status in ("created", "started"):
+            _set_payment_status(payment, "pending")
+        return "applied"
+
+    # refunded
+    if payment.status != "succeeded":
+        return "ignored"
+    _set_payment_status(payment, "refunded")
+    if REFUNDED in TRANSITIONS[order.status]:
+        _transition(order, REFUNDED, f"Payment {payment.provider_ref} refunded")
+    return "applied"
+
+
+def expire_overdue() -> int:
+    """Close orders whose payment window passed. Returns how many."""
+    expired = 0
+    due = (Order.select(Order.id)
+           .where(Order.status == AWAITING_PAYMENT, Order.expires_at < utcnow()))
+    for (order_id,) in due.tuples():
+        with database.atomic():
+            order = _locked(order_id)
+            if order.status == AWAITING_PAYMENT and order.expires_at < utcnow():
+                payment = order.latest_payment()
+                if payment and payment.status in ("created", "started", "pending"):
+                    _set_payment_status(payment, "expired")
+                expired += _transition(order, EXPIRED, "Not paid in time")
+    return expired
+
+
+# --- delivery outbox ---------------------------------------------------------
+
+
+def claim_delivery() -> Delivery | None:
+    """Take the next due delivery for this worker, leased for DELIVERY_LEASE_SECONDS.
+
+    A lease that runs out (the worker died) makes the row due again; the
+    backend's idempotency on order.public_id makes the second try safe.
+    """
+    now = utcnow()
+    with database.atomic():
+        query = (Delivery.select()
+                 .where(Delivery.status.in_(("pending", "working")),
+                        Delivery.next_attempt_at <= now,
+                        Delivery.lease_until.is_null() | (Delivery.lease_until < now))
+                 .order_by(Delivery.next_attempt_at)
+                 .limit(1))
+        if not is_sqlite():
+            query = query.for_update(skip_locked=True)
+        delivery = query.first()
+        if delivery is None:
+            return None
+        order = _locked(delivery.order_id)
+        if order.status not in (PAID, DELIVERING):  # refunded or escalated meanwhile
+            Delivery.update(status="canceled", updated_at=now).where(
+                Delivery.id == delivery.id).execute()
+            return None
+        lease = timedelta(seconds=current_app.config["DELIVERY_LEASE_SECONDS"])
+        (Delivery.update(status="working", attempts=Delivery.attempts + 1,
+                         lease_until=now + lease, updated_at=now)
+         .where(Delivery.id == delivery.id).execute())
+        if order.status == PAID:
+            _transition(order, DELIVERING)
+        return Delivery.get_by_id(delivery.id)
+
+
+def record_delivery_result(delivery: Delivery, result: DeliveryResult) -> None:
+    """Record what the backend said about the attempt `delivery` was claimed for."""
+    config = current_app.config
+    now = utcnow()
+    with database.atomic():
+        order = _locked(delivery.order_id)
+        current = Delivery.get_by_id(delivery.id)
+        if current.status != "working" or current.attempts != delivery.attempts:
+            return  # our lease ran out and another worker took over; its answer counts
+        _event(order, "delivery", f"Attempt {delivery.attempts}: {result.status}"
+               + (f" ({result.message})" if result.message else "")
+               + (f", reference {result.reference}" if result.reference else ""))
+        exhausted = delivery.attempts >= config["DELIVERY_MAX_ATTEMPTS"]
+        if result.status == "delivered":
+            _update_delivery(delivery, "done", reference=result.reference)
+            if order.status == DELIVERING:
+                _transition(order, DELIVERED, f"Delivered, reference {result.reference}")
+        elif result.status == "failed" or exhausted:
+            reason = result.message or result.status
+            _update_delivery(delivery, "failed", last_error=reason)
+            if order.status == DELIVERING:
+                _transition(order, NEEDS_ATTENTION,
+                            f"Delivery gave up after {delivery.attempts} attempt(s): {reason}")
+        else:  # retry or pending: ask again later, backing off
+            delay = min(config["DELIVERY_RETRY_BASE_SECONDS"] * 2 ** (delivery.attempts - 1),
+                        config["DELIVERY_RETRY_MAX_SECONDS"])
+            _update_delivery(delivery, "pending", last_error=result.message,
+                             next_attempt_at=now + timedelta(seconds=delay))
+
+
+def _update_delivery(delivery: Delivery, status: str, **fields) -> None:
+    (Delivery.update(status=status, lease_until=None, updated_at=utcnow(), **fields)
+     .where(Delivery.id == delivery.id).execute())

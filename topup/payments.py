@@ -1,0 +1,95 @@
+"""The payment provider contract. A provider returns data; templates render it."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from topup.money import Money
+
+
+class WebhookRejected(Exception):
+    """A webhook that is forged, stale or malformed. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class PaymentAction:
+    """What the buyer must do to pay, shown on the order page.
+
+    kind: "redirect" (send the buyer to `url`), "qr" (show `qr_payload` as a QR
+    code and `code` to copy) or "instructions" (text only).
+    """
+    kind: str
+    provider_ref: str  # the provider's id for this payment, used to match events
+    url: str | None = None
+    qr_payload: str | None = None
+    code: str | None = None
+    instructions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> PaymentAction:
+        data = dict(data)
+        data["instructions"] = tuple(data.get("instructions") or ())
+        return cls(**data)
+
+
+PAYMENT_EVENT_KINDS = ("succeeded", "failed", "expired", "pending", "refunded")
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """A fact the provider told us about one payment (webhook or re-fetch)."""
+    event_id: str  # unique per provider; replays of one id change nothing
+    kind: str  # one of PAYMENT_EVENT_KINDS
+    payment_ref: str  # PaymentAction.provider_ref
+    amount: Money | None = None  # what the provider says was paid
+
+    def __post_init__(self):
+        if self.kind not in PAYMENT_EVENT_KINDS:
+            raise ValueError(f"unknown payment event kind {self.kind!r}")
+
+
+class PaymentProvider:
+    """Base class. Subclasses set the class attributes and implement the methods
+    in the order they run: start, parse_webhook, fetch_status, refund."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    countries: ClassVar[frozenset[str] | None] = None  # None: anywhere
+    currencies: ClassVar[frozenset[str] | None] = None  # None: any
+    min_amount: ClassVar[dict[str, int]] = {}  # per currency, minor units
+    max_amount: ClassVar[dict[str, int]] = {}
+    supports_refund: ClassVar[bool] = False
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def serves(self, country: str, currency: str) -> bool:
+        """Whether buyers in country paying in currency may use this method."""
+        return ((self.countries is None or country in self.countries)
+                and (self.currencies is None or currency in self.currencies))
+
+    def accepts(self, amount: Money) -> bool:
+        """Whether amount is within this method's limits."""
+        low = self.min_amount.get(amount.currency)
+        high = self.max_amount.get(amount.currency)
+        return (low is None or amount.amount >= low) and (high is None or amount.amount <= high)
+
+    def start(self, order, return_url: str) -> PaymentAction:
+        """Begin paying `order` (its amount, currency and public_id); the buyer
+        comes back to return_url. Raise on failure: the buyer is told to choose another method."""
+        raise NotImplementedError
+
+    def parse_webhook(self, request) -> list[PaymentEvent]:
+        """Verify the request's signature FIRST (raise WebhookRejected), then return its events."""
+        raise NotImplementedError
+
+    def fetch_status(self, payment) -> PaymentEvent | None:
+        """Ask the provider about `payment` again (heals a missed webhook)."""
+        return None
+
+    def refund(self, payment) -> PaymentEvent:
+        raise NotImplementedError(f"{self.name} cannot refund")

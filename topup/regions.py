@@ -1,0 +1,45 @@
+"""Countries the shop sells in: each sets the currency buyers pay in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+
+
+@dataclass(frozen=True)
+class Country:
+    code: str  # ISO 3166-1 alpha-2
+    name: object  # lazy translatable string
+    currency: str  # ISO 4217
+    languages: tuple[str, ...]  # language subtags whose speakers most likely shop here
+
+
+COUNTRIES: dict[str, Country] = {c.code: c for c in (
+    Country("US", _l("United States"), "USD", ("en",)),
+    Country("ID", _l("Indonesia"), "IDR", ("id", "jv", "su")),
+    Country("PH", _l("Philippines"), "PHP", ("fil", "tl", "ceb")),
+    Country("BR", _l("Brazil"), "BRL", ("pt",)),
+    Country("TH", _l("Thailand"), "THB", ("th",)),
+    Country("IN", _l("India"), "INR", ("hi", "bn", "ta", "te", "mr")),
+    Country("VN", _l("Vietnam"), "VND", ("vi",)),
+    Country("MX", _l("Mexico"), "MXN", ("es",)),
+)}
+DEFAULT_COUNTRY = "US"
+
+
+def country_from_accept_language(accept_languages) -> str:
+    """Best country for an Accept-Language header (werkzeug LanguageAccept).
+
+    A region tag wins ("en-PH" -> PH); otherwise a language spoken mostly in one
+    of our countries ("id" -> ID); otherwise the default.
+    """
+    for tag, _quality in accept_languages:
+        parts = tag.replace("_", "-").split("-")
+        for part in parts[1:]:
+            if part.upper() in COUNTRIES:
+                return part.upper()
+        language = parts[0].lower()
+        for country in COUNTRIES.values():
+            if language in country.languages and language != "en":
+                return country.code
+    return DEFAULT_COUNTRY

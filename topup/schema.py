@@ -1,0 +1,46 @@
+"""Creating tables and recording the schema version.
+
+`topup init` creates every table (core and plugins' register_models) and
+records SCHEMA_VERSION. MIGRATIONS maps a version to the function that brings a
+database from the version before it; `topup migrate` runs the missing ones.
+"""
+from __future__ import annotations
+
+from topup.db import database
+from topup.models import CORE_MODELS, SCHEMA_VERSION, SchemaVersion
+
+MIGRATIONS: dict = {}  # {2: function(database)} when the schema first changes
+
+
+def all_models(pm) -> list:
+    return CORE_MODELS + [model for models in pm.hook.register_models() for model in models]
+
+
+def current_version() -> int | None:
+    if not database.table_exists(SchemaVersion._meta.table_name):
+        return None
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else None
+
+
+def create_all(pm) -> None:
+    with database.atomic():
+        database.create_tables(all_models(pm), safe=True)
+        if current_version() is None:
+            SchemaVersion.create(version=SCHEMA_VERSION)
+
+
+def migrate(pm) -> list[int]:
+    applied = []
+    version = current_version()
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with database.atomic():
+            MIGRATIONS[target](database)
+            SchemaVersion.create(version=target)
+        applied.append(target)
+    database.create_tables(all_models(pm), safe=True)  # tables new plugins brought
+    return applied
+
+
+def drop_all(pm) -> None:
+    database.drop_tables(all_models(pm), safe=True, cascade=not database.__class__.__name__.startswith("Sqlite"))

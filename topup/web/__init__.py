@@ -1,0 +1,74 @@
+"""The web layer: blueprints, and what every response shares."""
+from __future__ import annotations
+
+from flask import make_response, render_template, request
+from flask_babel import get_locale
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from topup import ROOT
+from topup.web.assets import Assets
+
+SUPPORTED_LOCALES = ["en"]
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    "connect-src 'self'", "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+    "object-src 'none'",
+])
+
+
+def select_locale() -> str:
+    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+
+
+def render_for_htmx(partial: str, page: str, status: int = 200, **context):
+    """One template, two uses: htmx gets the partial, everyone else the page that includes it."""
+    response = make_response(render_template(partial if request.htmx else page, **context), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def init_app(app) -> None:
+    from topup.web import orders, shop, webhooks
+
+    assets = Assets(ROOT / "static")
+    app.register_blueprint(assets.blueprint)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(orders.bp)
+    app.register_blueprint(shop.bp)  # last: its /<slug> route is the catch-all
+    app.extensions["csrf"].exempt(webhooks.bp)
+
+    @app.context_processor
+    def globals_for_templates():
+        return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
+                "locale": str(get_locale())}
+
+    @app.template_filter("money")
+    def money_filter(money):
+        return money.format(str(get_locale()))
+
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")  # order URLs are secrets
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if request.is_secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_template(
+            "errors/error.html", title="This form has expired",
+            message="For your safety, forms expire. Go back, reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if request.path.startswith("/webhooks/"):
+            return {"error": error.name}, error.code
+        return render_template("errors/error.html", title=error.name,
+                               message=error.description), error.code

@@ -1,0 +1,49 @@
+"""The order page: the buyer's anchor from Buy until the coins arrive."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from topup import orders
+from topup.models import Order
+from topup.payments import PaymentAction
+
+bp = Blueprint("orders", __name__, url_prefix="/orders")
+
+POLL_SECONDS = {orders.NEEDS_ATTENTION: 30}  # others: 2
+
+
+def _order_or_404(public_id: str) -> Order:
+    order = Order.get_or_none(Order.public_id == public_id[:64])
+    if order is None:
+        abort(404, "There is no order at this address. Check the link you were given.")
+    return order
+
+
+def _context(order: Order) -> dict:
+    payment = order.latest_payment()
+    action = PaymentAction.from_json(payment.action) if payment and payment.action else None
+    delivery = order.deliveries.first()
+    provider = current_app.extensions["topup"].providers.get(order.payment_method)
+    return {"order": order, "payment_name": provider.name if provider else order.payment_method, "payment": payment, "action": action, "delivery": delivery,
+            "final": order.status in orders.FINAL,
+            "poll_seconds": POLL_SECONDS.get(order.status, 2)}
+
+
+@bp.get("/<public_id>")
+def show(public_id):
+    order = _order_or_404(public_id)
+    response = render_template("orders/order.html", **_context(order))
+    return response, 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/<public_id>/live")
+def live(public_id):
+    """The status block, for htmx polling: 204 (nothing to swap) while the
+    status the page shows is still the status."""
+    order = _order_or_404(public_id)
+    if not request.htmx:
+        return redirect(url_for("orders.show", public_id=order.public_id), 303)
+    headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
+    if request.args.get("seen") == order.status:
+        return "", 204, headers
+    return render_template("orders/_live.html", **_context(order)), 200, headers

@@ -1,0 +1,173 @@
+"""The buyer's shop: product list, product page, inline checks, Buy.
+
+Every step is a plain form that works without JavaScript; htmx only swaps the
+same partials in place (account check, country change).
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from topup import orders
+from topup.accounts import KINDS, AccountIdInvalid
+from topup.models import Package, Product
+from topup.regions import COUNTRIES, country_from_accept_language
+from topup.web import render_for_htmx
+
+bp = Blueprint("shop", __name__)
+
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def registry():
+    return current_app.extensions["topup"]
+
+
+@bp.get("/")
+def index():
+    products = list(Product.listed())
+    if len(products) == 1:
+        return redirect(url_for("shop.product", slug=products[0].slug))
+    return render_template("shop/index.html", products=products)
+
+
+def _product_or_404(slug: str) -> Product:
+    product = Product.get_or_none(Product.slug == slug, Product.enabled)
+    if product is None:
+        abort(404, _("There is no such product."))
+    return product
+
+
+def _country(value: str | None) -> str:
+    value = (value or "").upper()
+    return value if value in COUNTRIES else country_from_accept_language(request.accept_languages)
+
+
+def check_account(product: Product, raw: str) -> dict:
+    """Normalise and look up an account: {"id", "nickname", "error"}."""
+    try:
+        account_id = KINDS[product.account_kind].normalise(raw)
+    except AccountIdInvalid as invalid:
+        return {"id": None, "nickname": None, "error": str(invalid.args[0])}
+    backend = registry().backends.get(product.delivery_backend)
+    failure = _("We couldn't check this account right now. Please try again in a moment.")
+    if backend is None:
+        return {"id": account_id, "nickname": None, "error": failure}
+    try:
+        info = backend.lookup_account(product, account_id)
+    except Exception as exc:  # a broken backend is contained, the buyer told plainly
+        registry().contain(backend.id, exc)
+        return {"id": account_id, "nickname": None, "error": failure}
+    if not info.found:
+        return {"id": account_id, "nickname": None, "error": info.reason or _("No such account.")}
+    return {"id": account_id, "nickname": info.nickname, "error": None}
+
+
+def _options(product: Product, country: str) -> dict:
+    currency = COUNTRIES[country].currency
+    packages = [(package, package.price.money) for package in Package.priced_in(product, currency)]
+    return {"currency": currency, "packages": packages,
+            "methods": registry().payment_methods(country, currency)}
+
+
+def _page_context(product: Product, values: dict, errors: dict | None = None, account=None) -> dict:
+    country = _country(values.get("country"))
+    return {"product": product, "kind": KINDS[product.account_kind], "countries": COUNTRIES.values(),
+            "country": country, "values": values, "errors": errors or {}, "account": account,
+            "idempotency_key": secrets.token_urlsafe(24), **_options(product, country)}
+
+
+@bp.get("/<slug>")
+def product(slug):
+    """The whole page. Its query string (from the no-JS "Check" and country
+    buttons, or a "try again" link) fills the form in."""
+    product = _product_or_404(slug)
+    values = request.args.to_dict()
+    account = check_account(product, values["account"]) if values.get("account") else None
+    return render_template("shop/product.html", **_page_context(product, values, account=account))
+
+
+@bp.get("/<slug>/account")
+def account(slug):
+    product = _product_or_404(slug)
+    if not request.htmx:
+        return redirect(url_for("shop.product", slug=slug, **request.args), 303)
+    raw = request.args.get("account", "")
+    account = check_account(product, raw) if raw.strip() else None
+    return render_for_htmx("shop/_account.html", "shop/product.html",
+                           **_page_context(product, request.args.to_dict(), account=account))
+
+
+@bp.get("/<slug>/options")
+def options(slug):
+    product = _product_or_404(slug)
+    if not request.htmx:
+        return redirect(url_for("shop.product", slug=slug, **request.args), 303)
+    return render_for_htmx("shop/_options.html", "shop/product.html",
+                           **_page_context(product, request.args.to_dict()))
+
+
+@bp.post("/<slug>")
+def buy(slug):
+    product = _product_or_404(slug)
+    form = request.form
+    values = {key: form.get(key, "").strip()[:300] for key in
+              ("country", "account", "package", "method", "email")}
+    if form.get("intent") == "refresh":  # the no-JS "Show prices" / "Check username" buttons
+        account = check_account(product, values["account"]) if values["account"] else None
+        return render_template("shop/product.html", **_page_context(product, values, account=account))
+    errors = {}
+    country = values["country"].upper()
+    if country not in COUNTRIES:
+        errors["country"] = _("Choose your country.")
+        country = _country(None)
+    currency = COUNTRIES[country].currency
+
+    account = check_account(product, values["account"])
+    if account["error"]:
+        errors["account"] = account["error"]
+
+    package = None
+    if values["package"].isdigit():
+        package = (Package.priced_in(product, currency)
+                   .where(Package.id == int(values["package"])).first())
+    if package is None:
+        errors["package"] = _("Choose a package.")
+
+    provider = registry().providers.get(values["method"])
+    if provider is None or provider not in registry().payment_methods(country, currency):
+        errors["method"] = _("Choose a payment method.")
+    elif package is not None and not provider.accepts(package.price.money):
+        errors["method"] = _("%(method)s can't be used for this amount. Please choose another.",
+                             method=provider.name)
+
+    email = values["email"] or None
+    if email and not EMAIL.fullmatch(email):
+        errors["email"] = _("This e-mail address doesn't look right.")
+
+    key = form.get("idempotency_key", "")
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        errors["form"] = _("Please reload the page and try again.")
+
+    if not errors:
+        try:
+            order, created = orders.create_order(
+                product=product, package=package, country=country, currency=currency,
+                account_id=account["id"], account_nickname=account["nickname"],
+                payment_method=provider.id, email=email, locale=str(get_locale()),
+                idempotency_key=key)
+            if created:
+                orders.start_payment(order, provider,
+                                     return_url=url_for("orders.show", public_id=order.public_id,
+                                                        _external=True))
+            return redirect(url_for("orders.show", public_id=order.public_id), 303)
+        except orders.OrderRefused as refused:
+            errors["form"] = str(refused)
+    return render_template("shop/product.html",
+                           **_page_context(product, values, errors, account=account)), 422
+

@@ -1,0 +1,82 @@
+"""The delivery worker: claim a due outbox row, call its backend, record the answer.
+
+Runs as threads inside `topup serve` (the embedded default) or as `topup worker`
+processes; any number of them may share one database.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from topup import orders
+from topup.delivery import DeliveryResult
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_SECONDS = 5.0
+
+
+def deliver_once(app) -> bool:
+    """Work one due delivery, if any. True when there was one."""
+    with app.app_context():
+        delivery = orders.claim_delivery()
+        if delivery is None:
+            return False
+        registry = app.extensions["topup"]
+        backend = registry.backends.get(delivery.backend)
+        if backend is None:
+            result = DeliveryResult("retry", message=f"delivery backend {delivery.backend!r} is not loaded")
+        else:
+            try:
+                result = backend.deliver(delivery.order)
+            except Exception as exc:  # contained: counted as a transient failure
+                registry.contain(backend.id, exc)
+                result = DeliveryResult("retry", message=f"{type(exc).__name__}: {exc}")
+        orders.record_delivery_result(delivery, result)
+        return True
+
+
+def sweep(app) -> None:
+    """Periodic housekeeping: close orders nobody paid."""
+    with app.app_context():
+        count = orders.expire_overdue()
+        if count:
+            log.info("expired %d unpaid order(s)", count)
+
+
+class Worker:
+    """`threads` loops that deliver until stopped; the first also sweeps."""
+
+    def __init__(self, app, threads: int | None = None):
+        self.app = app
+        self.count = threads if threads is not None else app.config["WORKER_THREADS"]
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> Worker:
+        for index in range(self.count):
+            thread = threading.Thread(target=self._loop, args=(index == 0,),
+                                      name=f"topup-worker-{index}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def _loop(self, sweeps: bool) -> None:
+        poll = self.app.config["WORKER_POLL_SECONDS"]
+        next_sweep = 0.0
+        while not self.stopping.is_set():
+            try:
+                if sweeps and time.monotonic() >= next_sweep:
+                    sweep(self.app)
+                    next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
+                if deliver_once(self.app):
+                    continue
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("worker loop error")
+            self.stopping.wait(poll)
