@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres install install-test clean
+.PHONY: run test test-sqlite test-postgres install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ run: install
 	$(BIN)/topup init --demo
 	$(BIN)/topup serve --host $(HOST) --port $(PORT)
 
-test: install-test test-sqlite test-postgres
+test: install-test browser test-sqlite test-postgres
+
+# Browser tests drive Debian's Chromium; Playwright never downloads a browser.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 test-sqlite:
 	$(BIN)/pytest

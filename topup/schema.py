@@ -6,7 +6,7 @@ database from the version before it; `topup migrate` runs the missing ones.
 """
 from __future__ import annotations
 
-from topup.db import database
+from topup.db import database, is_sqlite
 from topup.models import CORE_MODELS, SCHEMA_VERSION, SchemaVersion
 
 MIGRATIONS: dict = {}  # {2: function(database)} when the schema first changes
@@ -43,4 +43,4 @@ def migrate(pm) -> list[int]:
 
 
 def drop_all(pm) -> None:
-    database.drop_tables(all_models(pm), safe=True, cascade=not database.__class__.__name__.startswith("Sqlite"))
+    database.drop_tables(all_models(pm), safe=True, cascade=not is_sqlite())
