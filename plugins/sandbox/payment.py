@@ -35,6 +35,11 @@ class SandboxCheckout(BaseModel):
     status = CharField(default="open")  # open | approved | declined
     return_url = CharField()
     created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()  # like a hosted checkout session, it closes with the order
+
+    @property
+    def expired(self) -> bool:
+        return self.status == "open" and self.expires_at < utcnow()
 
     class Meta:
         table_name = "sandbox_checkout"
@@ -58,7 +63,8 @@ class SandboxPayment(PaymentProvider):
     def start(self, order, return_url: str) -> PaymentAction:
         checkout = SandboxCheckout.create(ref="sbx_" + secrets.token_urlsafe(12),
                                           order_ref=order.public_id, amount=order.amount,
-                                          currency=order.currency, return_url=return_url)
+                                          currency=order.currency, return_url=return_url,
+                                          expires_at=order.expires_at)
         return PaymentAction(kind="redirect", provider_ref=checkout.ref,
                              url=url_for("sandbox.checkout", ref=checkout.ref))
 
@@ -138,11 +144,14 @@ def decide(ref):
         abort(400, "Choose Approve payment or Decline payment.")
     new = "approved" if decision == "approve" else "declined"
     changed = (SandboxCheckout.update(status=new)
-               .where(SandboxCheckout.ref == ref[:64], SandboxCheckout.status == "open")
+               .where(SandboxCheckout.ref == ref[:64], SandboxCheckout.status == "open",
+                      SandboxCheckout.expires_at >= utcnow())
                .execute())
     checkout = SandboxCheckout.get_or_none(SandboxCheckout.ref == ref[:64])
     if checkout is None:
         abort(404, "This sandbox checkout does not exist.")
+    if checkout.expired:
+        return render_template("sandbox/checkout.html", checkout=checkout), 409
     if changed:
         provider = _provider()
         url = provider.settings.get("webhook_url") or url_for(
