@@ -19,13 +19,19 @@ def _order_or_404(public_id: str) -> Order:
     return order
 
 
+def _shown(order: Order, action: PaymentAction | None) -> str:
+    """What the status block shows: the status, or "preparing" while an unpaid
+    order has no payment action yet (its payment is still being started)."""
+    return "preparing" if order.status == orders.AWAITING_PAYMENT and action is None else order.status
+
+
 def _context(order: Order) -> dict:
     payment = order.latest_payment()
     action = PaymentAction.from_json(payment.action) if payment and payment.action else None
     delivery = order.deliveries.first()
     provider = current_app.extensions["topup"].providers.get(order.payment_method)
     return {"order": order, "payment_name": provider.name if provider else order.payment_method, "payment": payment, "action": action, "delivery": delivery,
-            "final": order.status in orders.FINAL,
+            "shown": _shown(order, action), "final": order.status in orders.FINAL,
             "poll_seconds": POLL_SECONDS.get(order.status, 2)}
 
 
@@ -38,12 +44,13 @@ def show(public_id):
 
 @bp.get("/<public_id>/live")
 def live(public_id):
-    """The status block, for htmx polling: 204 (nothing to swap) while the
-    status the page shows is still the status."""
+    """The status block, for htmx polling: 204 (nothing to swap) while what
+    the page shows (`seen`) is still current."""
     order = _order_or_404(public_id)
     if not request.htmx:
         return redirect(url_for("orders.show", public_id=order.public_id), 303)
     headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
-    if request.args.get("seen") == order.status:
+    context = _context(order)
+    if request.args.get("seen") == context["shown"]:
         return "", 204, headers
-    return render_template("orders/_live.html", **_context(order)), 200, headers
+    return render_template("orders/_live.html", **context), 200, headers
