@@ -40,12 +40,12 @@ TRANSITIONS = {
     AWAITING_PAYMENT: {PAID, EXPIRED, FAILED, CANCELED, NEEDS_ATTENTION},
     PAID: {DELIVERING, NEEDS_ATTENTION, REFUNDED},
     DELIVERING: {DELIVERED, NEEDS_ATTENTION, REFUNDED},
-    NEEDS_ATTENTION: {PAID, DELIVERED, REFUNDED, CANCELED},
+    NEEDS_ATTENTION: {DELIVERED, REFUNDED, CANCELED},
     DELIVERED: {REFUNDED},
     EXPIRED: {NEEDS_ATTENTION},  # money arrived after all
     FAILED: {NEEDS_ATTENTION},
+    CANCELED: {NEEDS_ATTENTION},
     REFUNDED: set(),
-    CANCELED: set(),
 }
 # Nothing more will happen without a person: the buyer's page stops watching.
 FINAL = frozenset({DELIVERED, EXPIRED, FAILED, REFUNDED, CANCELED})
@@ -59,10 +59,15 @@ class OrderRefused(Exception):
 
 
 def _locked(order_id: int) -> Order:
-    """Re-read the order inside the current transaction, holding its row lock."""
+    """Re-read the order inside the current transaction, holding its row lock.
+
+    Lock order, everywhere: delivery row (if any), then order row, then inserts.
+    FOR NO KEY UPDATE, because we never change keys and must not conflict with
+    the KEY SHARE locks that inserts referencing the order take.
+    """
     query = Order.select().where(Order.id == order_id)
     if not is_sqlite():  # SQLite's BEGIN IMMEDIATE already holds the only write lock
-        query = query.for_update()
+        query = query.for_update("FOR NO KEY UPDATE")
     return query.get()
 
 
@@ -171,22 +176,22 @@ def apply_payment_event(provider_id: str, event: PaymentEvent) -> str:
     "duplicate", "unknown payment", "applied" or "ignored".
 
     The event id is recorded under a UNIQUE key in the same transaction as its
-    effect, so a replay (or a race of replays) changes nothing.
+    effect, so a replay (or a race of replays) changes nothing. An event for a
+    payment we do not know yet records nothing, so its retry can still apply.
     """
+    payment = Payment.get_or_none(Payment.provider == provider_id,
+                                  Payment.provider_ref == event.payment_ref)
+    if payment is None:
+        log.warning("%s event %s names unknown payment %r", provider_id, event.event_id,
+                    event.payment_ref)
+        return "unknown payment"
     with database.atomic():
-        payment = Payment.get_or_none(Payment.provider == provider_id,
-                                      Payment.provider_ref == event.payment_ref)
+        order = _locked(payment.order_id)
         try:
             with database.atomic():  # savepoint: a duplicate leaves the outer transaction usable
-                WebhookEvent.create(provider=provider_id, event_id=event.event_id,
-                                    order=payment.order_id if payment else None)
+                WebhookEvent.create(provider=provider_id, event_id=event.event_id, order=order)
         except IntegrityError:
             return "duplicate"
-        if payment is None:
-            log.warning("%s event %s names unknown payment %r", provider_id, event.event_id,
-                        event.payment_ref)
-            return "unknown payment"
-        order = _locked(payment.order_id)
         outcome = _apply(order, Payment.get_by_id(payment.id), event)
         (WebhookEvent.update(outcome=outcome)
          .where(WebhookEvent.provider == provider_id, WebhookEvent.event_id == event.event_id)
@@ -199,18 +204,18 @@ def _apply(order: Order, payment: Payment, event: PaymentEvent) -> str:
         if payment.status in ("succeeded", "refunded"):
             return "ignored"  # the same payment told twice under different event ids
         _set_payment_status(payment, "succeeded")
-        if event.amount is not None and event.amount != payment.total:
-            _transition(order, NEEDS_ATTENTION,
-                        f"Paid {event.amount.amount} {event.amount.currency}, "
-                        f"expected {payment.amount} {payment.currency}")
-        elif order.status == AWAITING_PAYMENT:
+        mismatch = event.amount is not None and event.amount != payment.total
+        if order.status == AWAITING_PAYMENT and not mismatch:
             _transition(order, PAID, f"Payment {payment.provider_ref} succeeded")
             Delivery.create(order=order, backend=order.product.delivery_backend)
-        elif NEEDS_ATTENTION in TRANSITIONS[order.status]:
-            _transition(order, NEEDS_ATTENTION,
-                        f"Payment {payment.provider_ref} succeeded after the order was {order.status}")
+            return "applied"
+        problem = (f"Paid {event.amount.amount} {event.amount.currency}, expected "
+                   f"{payment.amount} {payment.currency}" if mismatch else
+                   f"Payment {payment.provider_ref} succeeded after the order was {order.status}")
+        if NEEDS_ATTENTION in TRANSITIONS[order.status]:
+            _transition(order, NEEDS_ATTENTION, problem)
         else:
-            _event(order, "payment", f"Payment succeeded while order was {order.status}")
+            _event(order, "payment", problem)
         return "applied"
 
     if event.kind in ("failed", "expired"):
@@ -261,31 +266,31 @@ def claim_delivery() -> Delivery | None:
     A lease that runs out (the worker died) makes the row due again; the
     backend's idempotency on order.public_id makes the second try safe.
     """
-    now = utcnow()
-    with database.atomic():
-        query = (Delivery.select()
-                 .where(Delivery.status.in_(("pending", "working")),
-                        Delivery.next_attempt_at <= now,
-                        Delivery.lease_until.is_null() | (Delivery.lease_until < now))
-                 .order_by(Delivery.next_attempt_at)
-                 .limit(1))
-        if not is_sqlite():
-            query = query.for_update(skip_locked=True)
-        delivery = query.first()
-        if delivery is None:
-            return None
-        order = _locked(delivery.order_id)
-        if order.status not in (PAID, DELIVERING):  # refunded or escalated meanwhile
-            Delivery.update(status="canceled", updated_at=now).where(
-                Delivery.id == delivery.id).execute()
-            return None
-        lease = timedelta(seconds=current_app.config["DELIVERY_LEASE_SECONDS"])
-        (Delivery.update(status="working", attempts=Delivery.attempts + 1,
-                         lease_until=now + lease, updated_at=now)
-         .where(Delivery.id == delivery.id).execute())
-        if order.status == PAID:
-            _transition(order, DELIVERING)
-        return Delivery.get_by_id(delivery.id)
+    lease = timedelta(seconds=current_app.config["DELIVERY_LEASE_SECONDS"])
+    while True:
+        now = utcnow()
+        with database.atomic():
+            query = (Delivery.select()
+                     .where(Delivery.status.in_(("pending", "working")),
+                            Delivery.next_attempt_at <= now,
+                            Delivery.lease_until.is_null() | (Delivery.lease_until < now))
+                     .order_by(Delivery.next_attempt_at)
+                     .limit(1))
+            if not is_sqlite():
+                query = query.for_update(skip_locked=True)
+            delivery = query.first()
+            if delivery is None:
+                return None
+            order = _locked(delivery.order_id)
+            if order.status not in (PAID, DELIVERING):  # refunded or escalated meanwhile
+                _update_delivery(delivery, "canceled")
+                continue
+            (Delivery.update(status="working", attempts=Delivery.attempts + 1,
+                             lease_until=now + lease, updated_at=now)
+             .where(Delivery.id == delivery.id).execute())
+            if order.status == PAID:
+                _transition(order, DELIVERING)
+            return Delivery.get_by_id(delivery.id)
 
 
 def record_delivery_result(delivery: Delivery, result: DeliveryResult) -> None:
@@ -293,8 +298,9 @@ def record_delivery_result(delivery: Delivery, result: DeliveryResult) -> None:
     config = current_app.config
     now = utcnow()
     with database.atomic():
+        current = Delivery.select().where(Delivery.id == delivery.id)
+        current = (current if is_sqlite() else current.for_update("FOR NO KEY UPDATE")).get()
         order = _locked(delivery.order_id)
-        current = Delivery.get_by_id(delivery.id)
         if current.status != "working" or current.attempts != delivery.attempts:
             return  # our lease ran out and another worker took over; its answer counts
         _event(order, "delivery", f"Attempt {delivery.attempts}: {result.status}"

@@ -79,7 +79,7 @@ class SandboxPayment(PaymentProvider):
             data = event["data"]
             return [PaymentEvent(event_id=str(event["id"]), kind=event["type"].split(".", 1)[1],
                                  payment_ref=str(data["payment_id"]),
-                                 amount=Money(int(data["amount"]), str(data["currency"])))]
+                                 amount=Money(data["amount"], str(data["currency"])))]
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise WebhookRejected(f"malformed event: {error}") from None
 

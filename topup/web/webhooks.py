@@ -28,4 +28,6 @@ def receive(provider_id):
         registry.contain(provider_id, exc)
         return {"error": "temporarily unavailable"}, 503
     outcomes = [orders.apply_payment_event(provider_id, event) for event in events]
+    if "unknown payment" in outcomes:  # not ours, or not yet: a retry may still apply
+        return {"error": "unknown payment", "outcomes": outcomes}, 404
     return {"ok": True, "outcomes": outcomes}, 200
