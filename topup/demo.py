@@ -16,7 +16,7 @@ USD_PRICES = {30: 40, 70: 94, 350: 469, 700: 938, 1400: 1875, 3500: 4688, 7000: 
 # per USD, and the step prices are rounded to (in major units)
 RATES = {
     "USD": (Decimal("1"), Decimal("0.01")),
-    "IDR": (Decimal("16000"), Decimal("100")),
+    "IDR": (Decimal("16000"), Decimal("1000")),
     "PHP": (Decimal("58"), Decimal("1")),
     "BRL": (Decimal("5.5"), Decimal("0.01")),
     "THB": (Decimal("35"), Decimal("1")),
