@@ -75,8 +75,16 @@ class LiveServer:
 
         self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.worker = Worker(app, workers) if workers else None
+        self.stopping = False
+
+    def _run(self):
+        try:
+            self.server.run()
+        except OSError:  # select() on sockets that stop() closed under it
+            if not self.stopping:
+                raise
 
     def start(self):
         self.thread.start()
@@ -87,6 +95,7 @@ class LiveServer:
     def stop(self):
         if self.worker:
             self.worker.stop()
+        self.stopping = True
         self.server.close()
         self.thread.join(5)
 

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -53,8 +51,6 @@ PLUGINS = {{"sandbox_payment": {{"webhook_secret": {webhook_secret!r}}}}}
 @click.option("--demo", is_flag=True, help="Seed the demo catalog and switch the sandboxes on.")
 def init(demo):
     """Create the instance folder, its config (with a new secret key) and the database."""
-    from topup import schema
-
     instance = Path(current_app.instance_path)
     (instance / "plugins").mkdir(parents=True, exist_ok=True)
     config_file = instance / "config.py"
@@ -70,6 +66,11 @@ def init(demo):
         with app.app_context():
             _init_database(app, demo)
         return
+    if demo and current_app.config["DISABLED_PLUGINS"]:
+        click.echo(f"Note: {config_file} already exists and disables "
+                   f"{', '.join(current_app.config['DISABLED_PLUGINS'])}. For the demo's sandbox "
+                   "payments and deliveries, add these lines to it:\n" + DEMO_CONFIG.format(
+                       webhook_secret="whsec_" + secrets.token_hex(24)), err=True)
     _init_database(current_app, demo)
 
 

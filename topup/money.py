@@ -26,7 +26,7 @@ def _cash_digits(currency: str) -> int:
     return entry[2]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)  # no ordering: USD and IDR do not compare
 class Money:
     amount: int  # minor units
     currency: str
@@ -38,7 +38,10 @@ class Money:
     @classmethod
     def from_decimal(cls, value: Decimal | str, currency: str) -> Money:
         """Exact conversion from a decimal major-unit amount; refuses sub-minor precision."""
-        scaled = Decimal(value).scaleb(digits(currency))
+        value = Decimal(value)
+        if not value.is_finite():
+            raise ValueError(f"{value} is not an amount of money")
+        scaled = value.scaleb(digits(currency))
         if scaled != scaled.to_integral_value():
             raise ValueError(f"{value} has more than {digits(currency)} decimals for {currency}")
         return cls(int(scaled), currency)

@@ -47,9 +47,9 @@ def live(public_id):
     """The status block, for htmx polling: 204 (nothing to swap) while what
     the page shows (`seen`) is still current."""
     order = _order_or_404(public_id)
-    if not request.htmx:
-        return redirect(url_for("orders.show", public_id=order.public_id), 303)
     headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
+    if not request.htmx:
+        return redirect(url_for("orders.show", public_id=order.public_id), 303), headers
     context = _context(order)
     if request.args.get("seen") == context["shown"]:
         return "", 204, headers

@@ -22,6 +22,16 @@ bp = Blueprint("shop", __name__)
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+PACKAGE_ID = re.compile(r"[0-9]{1,9}")
+FORM_FIELDS = ("country", "account", "package", "method", "email")
+
+
+def _to_full_page(slug: str):
+    """A no-JS request for a partial: the full page, with the form's fields only."""
+    fields = {key: request.args[key][:300] for key in FORM_FIELDS if key in request.args}
+    response = redirect(url_for("shop.product", slug=slug, **fields), 303)
+    response.vary.add("HX-Request")
+    return response
 
 
 def registry():
@@ -82,6 +92,14 @@ def _page_context(product: Product, values: dict, errors: dict | None = None, ac
             "idempotency_key": secrets.token_urlsafe(24), **_options(product, country)}
 
 
+def _product_page(product: Product, values: dict, *, account=None, errors=None, status=200):
+    """The full product page. It carries this visitor's CSRF token and a fresh
+    idempotency key, so no shared cache may keep it."""
+    html = render_template("shop/product.html",
+                           **_page_context(product, values, errors, account=account))
+    return html, status, {"Cache-Control": "private, no-cache"}
+
+
 @bp.get("/<slug>")
 def product(slug):
     """The whole page. Its query string (from the no-JS "Check" and country
@@ -89,14 +107,14 @@ def product(slug):
     product = _product_or_404(slug)
     values = request.args.to_dict()
     account = check_account(product, values["account"]) if values.get("account") else None
-    return render_template("shop/product.html", **_page_context(product, values, account=account))
+    return _product_page(product, values, account=account)
 
 
 @bp.get("/<slug>/account")
 def account(slug):
     product = _product_or_404(slug)
     if not request.htmx:
-        return redirect(url_for("shop.product", slug=slug, **request.args), 303)
+        return _to_full_page(slug)
     raw = request.args.get("account", "")
     account = check_account(product, raw) if raw.strip() else None
     return render_for_htmx("shop/_account.html", "shop/product.html",
@@ -107,7 +125,7 @@ def account(slug):
 def options(slug):
     product = _product_or_404(slug)
     if not request.htmx:
-        return redirect(url_for("shop.product", slug=slug, **request.args), 303)
+        return _to_full_page(slug)
     return render_for_htmx("shop/_options.html", "shop/product.html",
                            **_page_context(product, request.args.to_dict()))
 
@@ -116,11 +134,10 @@ def options(slug):
 def buy(slug):
     product = _product_or_404(slug)
     form = request.form
-    values = {key: form.get(key, "").strip()[:300] for key in
-              ("country", "account", "package", "method", "email")}
+    values = {key: form.get(key, "").strip()[:300] for key in FORM_FIELDS}
     if form.get("intent") == "refresh":  # the no-JS "Show prices" / "Check username" buttons
         account = check_account(product, values["account"]) if values["account"] else None
-        return render_template("shop/product.html", **_page_context(product, values, account=account))
+        return _product_page(product, values, account=account)
     errors = {}
     country = values["country"].upper()
     if country not in COUNTRIES:
@@ -133,7 +150,7 @@ def buy(slug):
         errors["account"] = account["error"]
 
     package = None
-    if values["package"].isdigit():
+    if PACKAGE_ID.fullmatch(values["package"]):
         package = (Package.priced_in(product, currency)
                    .where(Package.id == int(values["package"])).first())
     if package is None:
@@ -168,6 +185,5 @@ def buy(slug):
             return redirect(url_for("orders.show", public_id=order.public_id), 303)
         except orders.OrderRefused as refused:
             errors["form"] = str(refused)
-    return render_template("shop/product.html",
-                           **_page_context(product, values, errors, account=account)), 422
+    return _product_page(product, values, account=account, errors=errors, status=422)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from topup import orders
 from topup.payments import WebhookRejected
@@ -24,6 +25,8 @@ def receive(provider_id):
     except WebhookRejected as rejected:
         log.warning("rejected %s webhook from %s: %s", provider_id, request.remote_addr, rejected)
         return {"error": "rejected", "reason": str(rejected)}, 400
+    except HTTPException:  # e.g. 413: the request's fault, not the plugin's
+        raise
     except Exception as exc:  # a provider bug: ask the sender to retry later
         registry.contain(provider_id, exc)
         return {"error": "temporarily unavailable"}, 503
