@@ -153,3 +153,30 @@ def test_lookup_backend_failure_is_a_clear_message_not_an_error(app, client):
     assert "couldn&#39;t check this account right now" in response.get_data(as_text=True)
     tokens = form_tokens(client.get("/tiktok-coins").get_data(as_text=True))
     assert buy(client, tokens=tokens).status_code == 422
+
+
+def test_a_provider_the_operator_has_not_set_up_is_quietly_left_out(config, tmp_path,
+                                                                     monkeypatch):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "needs_key.py").write_text(textwrap.dedent('''
+        from topup import hookimpl
+        from topup.payments import NotConfigured, PaymentProvider
+
+        class NeedsKey(PaymentProvider):
+            id, name = "needskey", "Needs a key"
+
+            def __init__(self, settings):
+                if "key" not in settings:
+                    raise NotConfigured
+                super().__init__(settings)
+
+        @hookimpl
+        def register_payment_providers():
+            return [NeedsKey]
+    '''))
+    monkeypatch.setenv("TOPUP_INSTANCE_PATH", str(tmp_path))
+    registry = create_app(config).extensions["topup"]
+    assert "needskey" not in registry.providers
+    assert registry.not_configured == ["needskey"] and "needs_key" not in registry.errors
+    config["PLUGINS"]["needs_key"] = {"key": "k"}
+    assert "needskey" in create_app(config).extensions["topup"].providers

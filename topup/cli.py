@@ -159,7 +159,8 @@ def plugins(as_json):
     blocked = sorted(name for name, plugin in pm.list_name_plugin() if plugin is None)
     report = {"plugins": rows, "disabled": blocked,
               "payment_providers": sorted(registry.providers),
-              "delivery_backends": sorted(registry.backends), "errors": registry.errors}
+              "delivery_backends": sorted(registry.backends), "errors": registry.errors,
+              "not_configured": registry.not_configured}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -169,5 +170,7 @@ def plugins(as_json):
     click.echo(f"disabled: {', '.join(blocked) or '-'}")
     click.echo(f"payment providers: {', '.join(report['payment_providers']) or '-'}")
     click.echo(f"delivery backends: {', '.join(report['delivery_backends']) or '-'}")
+    if registry.not_configured:
+        click.echo(f"not configured: {', '.join(registry.not_configured)}")
     for name, error in registry.errors.items():
         click.echo(f"error in {name}: {error}")

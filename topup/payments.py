@@ -8,6 +8,11 @@ from typing import ClassVar
 from topup.money import Money
 
 
+class NotConfigured(Exception):
+    """Raised by a provider's __init__ when the operator has not set it up:
+    the method is simply not offered (no error is logged)."""
+
+
 class WebhookRejected(Exception):
     """A webhook that is forged, stale or malformed. Nothing was changed."""
 

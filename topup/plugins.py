@@ -15,6 +15,7 @@ import pluggy
 
 from topup import hookspecs
 from topup.config import resolve_secrets
+from topup.payments import NotConfigured
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager, plugin_settings: dict):
         self.pm = pm
         self.errors: dict[str, str] = {}
+        self.not_configured: list[str] = []
         self.providers = self._build(pm.hook.register_payment_providers, plugin_settings)
         self.backends = self._build(pm.hook.register_delivery_backends, plugin_settings)
 
@@ -65,7 +67,10 @@ class Registry:
             try:
                 settings = resolve_secrets(plugin_settings.get(impl.plugin_name, {}))
                 for cls in impl.function() or ():
-                    built[cls.id] = cls(settings)
+                    try:
+                        built[cls.id] = cls(settings)
+                    except NotConfigured:
+                        self.not_configured.append(cls.id)
             except Exception as exc:  # contained: the rest of the shop goes on
                 self.contain(impl.plugin_name, exc)
         return built
