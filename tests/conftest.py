@@ -75,6 +75,7 @@ class LiveServer:
 
         self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        app.config["INTERNAL_URL"] = self.url  # as `topup serve` sets it
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.worker = Worker(app, workers) if workers else None
         self.stopping = False

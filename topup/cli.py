@@ -21,6 +21,13 @@ def main():
     """topup: a light, self-hostable top-up shop."""
 
 
+def display_url(url: str) -> str:
+    """A database URL without user, password or query string: safe to print."""
+    scheme, _, rest = url.split("?", 1)[0].partition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
 def _registry():
     return current_app.extensions["topup"]
 
@@ -79,7 +86,7 @@ def _init_database(app, demo):
     from topup import schema
 
     schema.create_all(app.extensions["topup"].pm)
-    click.echo(f"Database ready: {app.config['DATABASE_URL'].split('@')[-1]}")
+    click.echo(f"Database ready: {display_url(app.config['DATABASE_URL'])}")
     if demo:
         product = demo_catalog.seed()
         click.echo(f"Demo catalog ready: /{product.slug}")
@@ -111,6 +118,7 @@ def serve(host, port, threads, workers):
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.config.setdefault("INTERNAL_URL", f"http://{_connectable(host)}:{port}")
     worker = Worker(app).start() if workers else None
     click.echo(f"topup is serving on http://{host}:{port}/")
     try:
@@ -118,6 +126,15 @@ def serve(host, port, threads, workers):
     finally:
         if worker:
             worker.stop()
+
+
+def _connectable(host: str) -> str:
+    """An address this machine can reach the server on, for its own callbacks."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 @main.command()

@@ -21,7 +21,7 @@ from peewee import IntegrityError
 
 from topup.db import database, is_sqlite
 from topup.delivery import DeliveryResult
-from topup.models import Delivery, Order, OrderEvent, Payment, Price, WebhookEvent, utcnow
+from topup.models import Delivery, Order, OrderEvent, Package, Payment, WebhookEvent, utcnow
 from topup.payments import PaymentEvent
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,10 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
     Returns (order, created). The same idempotency key with the same choices
     returns the existing order (a double tap); with other choices it is refused.
     """
-    price = Price.get_or_none(Price.package == package, Price.currency == currency)
-    if price is None or package.product_id != product.id or not package.enabled:
+    priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
+    if priced is None:
         raise OrderRefused("This package is not sold in that currency. Please choose another.")
+    price = priced.price
     choices = dict(product=product.id, package=package.id, country=country, currency=currency,
                    account_id=account_id, payment_method=payment_method, email=email or None)
     try:

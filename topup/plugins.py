@@ -66,13 +66,17 @@ class Registry:
         for impl in hook.get_hookimpls():
             try:
                 settings = resolve_secrets(plugin_settings.get(impl.plugin_name, {}))
-                for cls in impl.function() or ():
-                    try:
-                        built[cls.id] = cls(settings)
-                    except NotConfigured:
-                        self.not_configured.append(cls.id)
+                classes = impl.function() or ()
             except Exception as exc:  # contained: the rest of the shop goes on
                 self.contain(impl.plugin_name, exc)
+                continue
+            for cls in classes:
+                try:
+                    built[cls.id] = cls(settings)
+                except NotConfigured:
+                    self.not_configured.append(cls.id)
+                except Exception as exc:  # one broken class does not hide its siblings
+                    self.contain(impl.plugin_name, exc)
         return built
 
     def contain(self, plugin_id: str, exc: BaseException) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -24,6 +25,7 @@ from topup_plugins.sandbox import signing
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0, 1, 2, 5, 10, 30, 60)  # seconds before each webhook attempt
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class SandboxCheckout(BaseModel):
@@ -77,8 +79,11 @@ class SandboxPayment(PaymentProvider):
         try:
             event = json.loads(body)
             data = event["data"]
-            return [PaymentEvent(event_id=str(event["id"]), kind=event["type"].split(".", 1)[1],
-                                 payment_ref=str(data["payment_id"]),
+            event_id, payment_ref = event["id"], data["payment_id"]
+            if not all(isinstance(v, str) and IDENTIFIER.fullmatch(v) for v in (event_id, payment_ref)):
+                raise ValueError("ids must be short printable identifiers")
+            return [PaymentEvent(event_id=event_id, kind=event["type"].split(".", 1)[1],
+                                 payment_ref=payment_ref,
                                  amount=Money(data["amount"], str(data["currency"])))]
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise WebhookRejected(f"malformed event: {error}") from None
@@ -129,6 +134,15 @@ def _provider() -> SandboxPayment:
     return current_app.extensions["topup"].providers["sandbox"]
 
 
+def _own_url(path: str) -> str:
+    """This server's own address (set by `topup serve`), not the request's Host
+    header, so a forged Host cannot aim the signed webhook elsewhere."""
+    from flask import current_app
+
+    base = current_app.config.get("INTERNAL_URL") or request.host_url
+    return base.rstrip("/") + path
+
+
 @bp.get("/checkout/<ref>")
 def checkout(ref):
     checkout = SandboxCheckout.get_or_none(SandboxCheckout.ref == ref[:64])
@@ -154,8 +168,8 @@ def decide(ref):
         return render_template("sandbox/checkout.html", checkout=checkout), 409
     if changed:
         provider = _provider()
-        url = provider.settings.get("webhook_url") or url_for(
-            "webhooks.receive", provider_id=provider.id, _external=True)
+        url = provider.settings.get("webhook_url") or _own_url(
+            url_for("webhooks.receive", provider_id=provider.id))
         threading.Thread(target=send_webhook, daemon=True, name="sandbox-webhook",
                          args=(url, provider.secret, provider.event_for(checkout))).start()
     return redirect(checkout.return_url, 303)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 HEADER = "Sandbox-Signature"
@@ -32,13 +33,14 @@ def verify(secret: str, body: bytes, header: str | None, now: float | None = Non
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
         parts.setdefault(key, []).append(value)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
-        raise SignatureError("signature has no valid timestamp") from None
+    raw_timestamp = parts.get("t", [""])[0]
+    if not re.fullmatch(r"[0-9]{1,12}", raw_timestamp):
+        raise SignatureError("signature has no valid timestamp")
+    timestamp = int(raw_timestamp)
     now = time.time() if now is None else now
     if abs(now - timestamp) > TOLERANCE:
         raise SignatureError("signature timestamp outside the tolerance")
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    if not any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", [])):
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1].encode()
+    candidates = [value.encode("utf-8", "replace") for value in parts.get("v1", [])]
+    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
         raise SignatureError("signature does not match")

@@ -1,7 +1,7 @@
 """The web layer: blueprints, and what every response shares."""
 from __future__ import annotations
 
-from flask import make_response, render_template, request
+from flask import abort, make_response, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -44,9 +44,19 @@ def init_app(app) -> None:
         return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
                 "locale": str(get_locale())}
 
+
     @app.template_filter("money")
     def money_filter(money):
         return money.format(str(get_locale()))
+
+    @app.before_request
+    def refuse_nul_bytes():
+        """NUL is never meaningful in our URLs or forms, and Postgres refuses it in text."""
+        if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+            abort(400, "The address contains characters we can't accept.")
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
+                "\x00" in value for value in request.form.values()):
+            abort(400, "The form contains characters we can't accept.")
 
     @app.after_request
     def security_headers(response):

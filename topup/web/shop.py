@@ -26,9 +26,14 @@ PACKAGE_ID = re.compile(r"[0-9]{1,9}")
 FORM_FIELDS = ("country", "account", "package", "method", "email")
 
 
+def form_values(source) -> dict:
+    """The checkout form's fields from a query string or a posted form, trimmed and capped."""
+    return {key: source.get(key, "").strip()[:300] for key in FORM_FIELDS}
+
+
 def _to_full_page(slug: str):
     """A no-JS request for a partial: the full page, with the form's fields only."""
-    fields = {key: request.args[key][:300] for key in FORM_FIELDS if key in request.args}
+    fields = {key: value for key, value in form_values(request.args).items() if value}
     response = redirect(url_for("shop.product", slug=slug, **fields), 303)
     response.vary.add("HX-Request")
     return response
@@ -105,7 +110,7 @@ def product(slug):
     """The whole page. Its query string (from the no-JS "Check" and country
     buttons, or a "try again" link) fills the form in."""
     product = _product_or_404(slug)
-    values = request.args.to_dict()
+    values = form_values(request.args)
     account = check_account(product, values["account"]) if values.get("account") else None
     return _product_page(product, values, account=account)
 
@@ -115,10 +120,10 @@ def account(slug):
     product = _product_or_404(slug)
     if not request.htmx:
         return _to_full_page(slug)
-    raw = request.args.get("account", "")
-    account = check_account(product, raw) if raw.strip() else None
+    raw = form_values(request.args)["account"]
+    account = check_account(product, raw) if raw else None
     return render_for_htmx("shop/_account.html", "shop/product.html",
-                           **_page_context(product, request.args.to_dict(), account=account))
+                           **_page_context(product, form_values(request.args), account=account))
 
 
 @bp.get("/<slug>/options")
@@ -127,14 +132,14 @@ def options(slug):
     if not request.htmx:
         return _to_full_page(slug)
     return render_for_htmx("shop/_options.html", "shop/product.html",
-                           **_page_context(product, request.args.to_dict()))
+                           **_page_context(product, form_values(request.args)))
 
 
 @bp.post("/<slug>")
 def buy(slug):
     product = _product_or_404(slug)
     form = request.form
-    values = {key: form.get(key, "").strip()[:300] for key in FORM_FIELDS}
+    values = form_values(form)
     if form.get("intent") == "refresh":  # the no-JS "Show prices" / "Check username" buttons
         account = check_account(product, values["account"]) if values["account"] else None
         return _product_page(product, values, account=account)
@@ -159,7 +164,8 @@ def buy(slug):
     provider = registry().providers.get(values["method"])
     if provider is None or provider not in registry().payment_methods(country, currency):
         errors["method"] = _("Choose a payment method.")
-    elif package is not None and not provider.accepts(package.price.money):
+    elif package is not None and provider not in registry().payment_methods(
+            country, currency, package.price.money):
         errors["method"] = _("%(method)s can't be used for this amount. Please choose another.",
                              method=provider.name)
 
