@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PLUGINS = {
     "sandbox_payment": "topup_plugins.sandbox.payment",
     "sandbox_delivery": "topup_plugins.sandbox.delivery",
+    "pix": "topup_plugins.qr.pix",
+    "promptpay": "topup_plugins.qr.promptpay",
+    "qris": "topup_plugins.qr.qris",
+    "upi": "topup_plugins.qr.upi",
+    "sepa": "topup_plugins.qr.sepa",
 }
 
 

@@ -30,7 +30,7 @@ def render_for_htmx(partial: str, page: str, status: int = 200, **context):
 
 
 def init_app(app) -> None:
-    from topup.web import orders, shop, webhooks
+    from topup.web import orders, qr, shop, webhooks
 
     assets = Assets(ROOT / "static")
     app.register_blueprint(assets.blueprint)
@@ -44,6 +44,7 @@ def init_app(app) -> None:
         return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
                 "locale": str(get_locale())}
 
+    app.add_template_filter(qr.qr_svg)
 
     @app.template_filter("money")
     def money_filter(money):

@@ -1,0 +1,1 @@
+"""Offline QR and bank-transfer payment methods: Pix, PromptPay, QRIS, UPI, SEPA."""
