@@ -12,7 +12,7 @@ from peewee import (
 from topup.db import database
 from topup.money import Money
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -90,7 +90,8 @@ class Order(BaseModel):
     account_nickname = CharField(null=True)
     country = CharField(max_length=2)
     currency = CharField(max_length=3)
-    amount = IntegerField()  # minor units, computed by the server
+    amount = IntegerField()  # minor units, computed by the server: price + fee
+    fee = IntegerField(default=0)  # minor units, the payment method's part of amount
     email = CharField(null=True)
     payment_method = CharField()
     locale = CharField(default="en")
@@ -102,6 +103,10 @@ class Order(BaseModel):
     @property
     def total(self) -> Money:
         return Money(self.amount, self.currency)
+
+    @property
+    def fee_money(self) -> Money:
+        return Money(self.fee, self.currency)
 
     def latest_payment(self):
         return self.payments.order_by(Payment.id.desc()).first()

@@ -109,39 +109,50 @@ def _set_payment_status(payment: Payment, new: str, error: str | None = None) ->
 def create_order(*, product, package, country: str, currency: str, account_id: str,
                  account_nickname: str | None, payment_method: str, email: str | None,
                  locale: str, idempotency_key: str) -> tuple[Order, bool]:
-    """Create the order and its first Payment, priced by the server.
+    """Create the order and its first Payment, priced by the server (package
+    price plus the method's fee), open for the method's payment window.
 
     Returns (order, created). The same idempotency key with the same choices
     returns the existing order (a double tap); with other choices it is refused.
     """
+    choices = dict(product_id=product.id, package_id=package.id, country=country,
+                   currency=currency, account_id=account_id, payment_method=payment_method,
+                   email=email or None)
+    existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
+    if existing is not None:
+        return _resubmitted(existing, choices), False
     priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
     if priced is None:
         raise OrderRefused("This package is not sold in that currency. Please choose another.")
-    price = priced.price
-    choices = dict(product=product.id, package=package.id, country=country, currency=currency,
-                   account_id=account_id, payment_method=payment_method, email=email or None)
+    provider = current_app.extensions["topup"].providers.get(payment_method)
+    if provider is None:
+        raise OrderRefused("This payment method is not available. Please choose another.")
+    fee = provider.fee(priced.price.money).amount
+    ttl = provider.expiry_seconds or current_app.config["ORDER_TTL_SECONDS"]
     try:
         with database.atomic():
             order = Order.create(
                 public_id=secrets.token_urlsafe(16), idempotency_key=idempotency_key,
                 quantity=package.quantity, account_nickname=account_nickname,
-                amount=price.amount, locale=locale, status=AWAITING_PAYMENT,
-                expires_at=utcnow() + timedelta(seconds=current_app.config["ORDER_TTL_SECONDS"]),
-                **choices)
-            Payment.create(order=order, provider=payment_method, amount=price.amount,
+                amount=priced.price.amount + fee, fee=fee, locale=locale,
+                status=AWAITING_PAYMENT, expires_at=utcnow() + timedelta(seconds=ttl), **choices)
+            Payment.create(order=order, provider=payment_method, amount=order.amount,
                            currency=currency)
             _event(order, "status", "Order placed", new=AWAITING_PAYMENT, actor="buyer")
         return order, True
-    except IntegrityError:
+    except IntegrityError:  # the same key, submitted twice at once: the other request won
         existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
         if existing is None:
             raise
-    same = all(getattr(existing, field if field not in ("product", "package") else field + "_id")
-               == value for field, value in choices.items())
-    if not same:
+    return _resubmitted(existing, choices), False
+
+
+def _resubmitted(existing: Order, choices: dict) -> Order:
+    """A key seen before: the same order for the same choices, else a refusal."""
+    if any(getattr(existing, field) != value for field, value in choices.items()):
         raise OrderRefused("This form was already used for another order. "
                            "Check your choices and press Buy again.")
-    return existing, False
+    return existing
 
 
 def start_payment(order: Order, provider, return_url: str) -> Payment:

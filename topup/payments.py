@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar
 
 from topup.money import Money
@@ -68,9 +69,28 @@ class PaymentProvider:
     min_amount: ClassVar[dict[str, int]] = {}  # per currency, minor units
     max_amount: ClassVar[dict[str, int]] = {}
     supports_refund: ClassVar[bool] = False
+    # How long a buyer has to pay with this method; None: ORDER_TTL_SECONDS.
+    expiry_seconds: ClassVar[int | None] = None
 
     def __init__(self, settings: dict):
+        """Settings every provider understands: fee_percent ("1.5") and
+        fee_fixed ({"BRL": 50}, minor units), added to the price by the server."""
         self.settings = settings
+        self.fee_percent = Decimal(str(settings.get("fee_percent", "0")))
+        self.fee_fixed = {currency: int(amount)
+                          for currency, amount in (settings.get("fee_fixed") or {}).items()}
+        if self.fee_percent < 0 or not self.fee_percent.is_finite() or any(
+                amount < 0 for amount in self.fee_fixed.values()):
+            raise ValueError("fees cannot be negative")
+
+    def fixed_fee(self, currency: str) -> Money | None:
+        amount = self.fee_fixed.get(currency, 0)
+        return Money(amount, currency) if amount else None
+
+    def fee(self, price: Money) -> Money:
+        """What paying `price` with this method costs on top, rounded half up."""
+        variable = (Decimal(price.amount) * self.fee_percent / 100).to_integral_value(ROUND_HALF_UP)
+        return Money(int(variable) + self.fee_fixed.get(price.currency, 0), price.currency)
 
     def serves(self, country: str, currency: str) -> bool:
         """Whether buyers in country paying in currency may use this method."""

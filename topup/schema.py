@@ -9,7 +9,16 @@ from __future__ import annotations
 from topup.db import database, is_sqlite
 from topup.models import CORE_MODELS, SCHEMA_VERSION, SchemaVersion
 
-MIGRATIONS: dict = {}  # {2: function(database)} when the schema first changes
+def _add_order_fee(db):
+    """2: orders record the payment method's fee (part of their amount)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    from topup.models import Order
+
+    migrator = SqliteMigrator(db.obj) if is_sqlite() else PostgresqlMigrator(db.obj)
+    run(migrator.add_column(Order._meta.table_name, "fee", Order.fee))
+
+
+MIGRATIONS: dict = {2: _add_order_fee}  # version -> function(database) that reaches it
 
 
 def all_models(pm) -> list:
