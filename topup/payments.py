@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar
@@ -43,6 +44,8 @@ class PaymentAction:
 
 
 PAYMENT_EVENT_KINDS = ("succeeded", "failed", "expired", "pending", "refunded")
+# What an event id or payment reference from outside may look like before we store it.
+EXTERNAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 @dataclass(frozen=True)

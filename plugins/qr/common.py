@@ -1,12 +1,19 @@
 """What the offline QR / transfer providers share: settings, the per-order
-reference, the buyer's instructions, and the absent webhook."""
+reference, the buyer's instructions, and the signed "money received" notification."""
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
+from topup import signing
 from topup.money import Money
-from topup.payments import NotConfigured, PaymentAction, PaymentProvider, WebhookRejected
+from topup.payments import (
+    EXTERNAL_ID, NotConfigured, PaymentAction, PaymentEvent, PaymentProvider, WebhookRejected,
+)
+
+# Header of the signed "money received" notification (topup.signing's scheme).
+NOTIFICATION_HEADER = "Topup-Signature"
 
 
 def order_reference(order, prefix: str = "TU") -> str:
@@ -50,5 +57,28 @@ class OfflineProvider(PaymentProvider):
             kind="qr", provider_ref=reference, qr_payload=payload, code=code, url=url,
             instructions=(f"Amount: {total}", *lines, f"Reference: {reference}", pay_before(order)))
 
-    def parse_webhook(self, request):
-        raise WebhookRejected(f"{self.name} has no webhook; confirmation comes from the operator")
+    def parse_webhook(self, request) -> list[PaymentEvent]:
+        """A bank or PSP notification of money received, signed with the
+        provider's notification_secret (see NOTIFICATION_HEADER). Without that
+        secret there is no webhook: the operator confirms payments by hand."""
+        secret = self.setting("notification_secret")
+        if not secret:
+            raise WebhookRejected(f"{self.name} has no notification_secret; "
+                                  "the operator confirms its payments")
+        body = request.get_data(cache=False)
+        try:
+            signing.verify(secret, body, request.headers.get(NOTIFICATION_HEADER),
+                           header_name=NOTIFICATION_HEADER)
+        except signing.SignatureError as error:
+            raise WebhookRejected(str(error)) from None
+        try:
+            note = json.loads(body)
+            ids = (note["id"], note["reference"])
+            if note["type"] != "payment.received" or not all(
+                    isinstance(value, str) and EXTERNAL_ID.fullmatch(value) for value in ids):
+                raise ValueError("expected type payment.received and short printable ids")
+            return [PaymentEvent(event_id=note["id"], kind="succeeded",
+                                 payment_ref=note["reference"],
+                                 amount=Money(note["amount"], str(note["currency"])))]
+        except (ValueError, KeyError, TypeError) as error:
+            raise WebhookRejected(f"malformed notification: {error}") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import threading
 import time
@@ -19,13 +18,12 @@ from peewee import CharField, DateTimeField, IntegerField
 from topup import hookimpl
 from topup.models import BaseModel, utcnow
 from topup.money import Money
-from topup.payments import PaymentAction, PaymentEvent, PaymentProvider, WebhookRejected
+from topup.payments import EXTERNAL_ID, PaymentAction, PaymentEvent, PaymentProvider, WebhookRejected
 from topup_plugins.sandbox import signing
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0, 1, 2, 5, 10, 30, 60)  # seconds before each webhook attempt
-IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class SandboxCheckout(BaseModel):
@@ -80,7 +78,7 @@ class SandboxPayment(PaymentProvider):
             event = json.loads(body)
             data = event["data"]
             event_id, payment_ref = event["id"], data["payment_id"]
-            if not all(isinstance(v, str) and IDENTIFIER.fullmatch(v) for v in (event_id, payment_ref)):
+            if not all(isinstance(v, str) and EXTERNAL_ID.fullmatch(v) for v in (event_id, payment_ref)):
                 raise ValueError("ids must be short printable identifiers")
             return [PaymentEvent(event_id=event_id, kind=event["type"].split(".", 1)[1],
                                  payment_ref=payment_ref,

@@ -360,7 +360,7 @@ def test_each_method_is_offered_only_in_its_country(app, client):
 
 
 @pytest.mark.parametrize("method", sorted(CLASSES))
-def test_these_methods_have_no_webhook(app, client, method):
+def test_without_a_notification_secret_these_methods_have_no_webhook(app, client, method):
     with pytest.raises(WebhookRejected, match="operator"):
         app.extensions["topup"].providers[method].parse_webhook(None)
     response = client.post(f"/webhooks/{method}", data=b"{}")
