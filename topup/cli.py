@@ -47,10 +47,19 @@ def _require_ready():
 
 
 DEMO_CONFIG = '''
-# Demo mode: the sandbox payment and delivery plugins are on. Remove these
-# lines (or list the sandboxes in DISABLED_PLUGINS) before taking real money.
+# Demo mode: the sandbox payment and delivery plugins are on, and the QR and
+# transfer methods show codes for made-up merchants (nobody can receive money
+# through them). Replace PLUGINS (and list the sandboxes in DISABLED_PLUGINS)
+# before taking real money.
 DISABLED_PLUGINS = []
-PLUGINS = {{"sandbox_payment": {{"webhook_secret": {webhook_secret!r}}}}}
+PLUGINS = {{
+    "sandbox_payment": {{"webhook_secret": {webhook_secret!r}}},
+    "pix": {{"key": "demo@topup.invalid", "merchant_name": "topup demo", "merchant_city": "SAO PAULO"}},
+    "promptpay": {{"id": "0800000000", "merchant_name": "topup demo"}},
+    "qris": {{"qris": "00020101021126620017ID.CO.EXAMPLE.WWW01189360000000000000010208DEMO00010303UMI51440014ID.CO.QRIS.WWW0215ID10200000000010303UMI5204541153033605802ID5910TOPUP DEMO6007JAKARTA6105101106304ECE9"}},
+    "upi": {{"vpa": "topup.demo@upi", "name": "topup demo"}},
+    "sepa": {{"iban": "DE89370400440532013000", "bic": "COBADEFFXXX", "name": "topup demo"}},
+}}
 '''
 
 

@@ -23,6 +23,7 @@ RATES = {
     "INR": (Decimal("85"), Decimal("1")),
     "VND": (Decimal("25000"), Decimal("1000")),
     "MXN": (Decimal("18"), Decimal("0.5")),
+    "EUR": (Decimal("0.92"), Decimal("0.01")),
 }
 
 

@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = {
     "qris": "topup_plugins.qr.qris",
     "upi": "topup_plugins.qr.upi",
     "sepa": "topup_plugins.qr.sepa",
+    "xendit": "topup_plugins.xendit",
 }
 
 

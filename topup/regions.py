@@ -23,6 +23,18 @@ COUNTRIES: dict[str, Country] = {c.code: c for c in (
     Country("IN", _l("India"), "INR", ("hi", "bn", "ta", "te", "mr")),
     Country("VN", _l("Vietnam"), "VND", ("vi",)),
     Country("MX", _l("Mexico"), "MXN", ("es",)),
+    # Euro area (SEPA): after the others, so "es" still means Mexico and "pt" Brazil
+    # unless the browser names the region (es-ES, pt-PT).
+    Country("DE", _l("Germany"), "EUR", ("de",)),
+    Country("FR", _l("France"), "EUR", ("fr",)),
+    Country("ES", _l("Spain"), "EUR", ("es", "ca", "gl", "eu")),
+    Country("IT", _l("Italy"), "EUR", ("it",)),
+    Country("NL", _l("Netherlands"), "EUR", ("nl",)),
+    Country("BE", _l("Belgium"), "EUR", ()),
+    Country("AT", _l("Austria"), "EUR", ()),
+    Country("PT", _l("Portugal"), "EUR", ()),
+    Country("IE", _l("Ireland"), "EUR", ("ga",)),
+    Country("FI", _l("Finland"), "EUR", ("fi",)),
 )}
 DEFAULT_COUNTRY = "US"
 

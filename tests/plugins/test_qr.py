@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from topup import create_app, orders
-from topup.models import Package, Price, Product
 from topup.money import Money
 from topup.payments import NotConfigured, WebhookRejected
 from topup.web.qr import qr_svg
@@ -29,7 +28,7 @@ from topup_plugins.qr.qris import QRIS, parse_qris, with_amount
 from topup_plugins.qr.sepa import EURO_COUNTRIES, SepaTransfer, epc_payload, normalize_iban
 from topup_plugins.qr.upi import UPI, upi_uri
 
-from tests.conftest import buy
+from tests.conftest import buy, place_order
 
 # A made-up static merchant QRIS, shaped like the real ones (26 issuer, 51 QRIS national).
 STATIC_QRIS = emv.build([
@@ -395,17 +394,8 @@ def test_order_page_shows_the_qr_and_the_code(app, client, method):
 
 
 def test_order_page_for_a_sepa_transfer(app, client):
-    with app.app_context():
-        product = Product.get(Product.slug == "tiktok-coins")
-        package = Package.get(Package.quantity == 70)
-        Price.create(package=package, currency="EUR", amount=99)
-        order, _ = orders.create_order(
-            product=product, package=package, country="DE", currency="EUR",
-            account_id="demo_user", account_nickname=None, payment_method="sepa", email=None,
-            locale="en", idempotency_key="k" * 32)
-        orders.start_payment(order, app.extensions["topup"].providers["sepa"], "/")
-        public_id = order.public_id
-    page = client.get(f"/orders/{public_id}").get_data(as_text=True)
+    order = place_order(client, country="DE", method="sepa")
+    page = client.get(f"/orders/{order.public_id}").get_data(as_text=True)
     _assert_qr_page(page, order_reference(order))
     assert "IBAN: DE89 3704 0044 0532 0130 00" in page and "SEPA bank transfer" in page
 

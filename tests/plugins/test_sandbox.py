@@ -19,7 +19,7 @@ from topup_plugins.sandbox import signing
 from topup_plugins.sandbox.delivery import SandboxCredit, SandboxDelivery, nickname_for
 from topup_plugins.sandbox.payment import SandboxCheckout, SandboxPayment, send_webhook
 
-from tests.conftest import CSRF, WEBHOOK_SECRET, place_order, sandbox_event, wait_for
+from tests.conftest import CSRF, WEBHOOK_SECRET, place_order, sandbox_event
 
 BODY = b'{"id":"evt_1","type":"payment.succeeded"}'
 SECRET = "whsec_unit_" + "z" * 20
@@ -114,7 +114,6 @@ def test_the_provider_refuses_to_exist_without_a_secret():
         SandboxPayment({})
     with pytest.raises(ValueError, match="webhook_secret"):
         SandboxPayment({"webhook_secret": ""})
-    assert SandboxPayment({"webhook_secret": SECRET}).secret == SECRET
 
 
 def make_app(config, tmp_path, monkeypatch):
@@ -278,15 +277,6 @@ def test_fetch_status_after_a_decision_tells_the_outcome(app, client, order, web
     assert WebhookEvent.select().count() == 1
 
 
-@pytest.mark.parametrize("status,kind", [("approved", "succeeded"), ("declined", "failed")])
-def test_fetch_status_reads_the_checkout_record(app, order, status, kind):
-    payment = payment_of(order)
-    SandboxCheckout.update(status=status).where(
-        SandboxCheckout.ref == payment.provider_ref).execute()
-    event = provider(app).fetch_status(payment)
-    assert event.kind == kind and event.payment_ref == payment.provider_ref
-
-
 def test_event_for_matches_what_parse_webhook_reads(app, order):
     checkout = SandboxCheckout.get(SandboxCheckout.ref == payment_of(order).provider_ref)
     checkout.status = "approved"
@@ -300,10 +290,11 @@ def test_event_for_matches_what_parse_webhook_reads(app, order):
     assert json.loads(body)["data"]["reference"] == order.public_id
 
 
-# --- send_webhook and the whole loop over HTTP ----------------------------------------------
+# --- send_webhook over HTTP --------------------------------------------------------------------
 
 
 def closed_port() -> int:
+    """A port nothing listens on (bound, then closed): connecting to it is refused."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -320,17 +311,6 @@ def test_send_webhook_retries_a_refused_delivery_then_stops(app, live_server, ca
     url = f"{live_server.url}/webhooks/sandbox"
     assert send_webhook(url, "whsec_wrong", BODY, delays=(0, 0, 0)) is False
     assert caplog.text.count("HTTP 400") == 3
-
-
-def test_approving_sends_a_signed_webhook_that_pays_and_delivers(app, client, live_server):
-    provider(app).settings["webhook_url"] = f"{live_server.url}/webhooks/sandbox"
-    with app.app_context():
-        order = place_order(client)
-    assert decide(client, order, "approve").status_code == 303
-    wait_for(lambda: Order.get_by_id(order.id).status == orders.DELIVERED)
-    assert payment_of(order).status == "succeeded"
-    assert WebhookEvent.get().outcome == "applied"
-    assert SandboxCredit.get().order_ref == order.public_id
 
 
 # --- SandboxDelivery ------------------------------------------------------------------------
@@ -361,12 +341,6 @@ def test_lookup_of_anyone_else_is_found_with_a_nickname(app, backend, username, 
 def test_a_username_without_letters_is_its_own_nickname():
     assert nickname_for("2024") == "2024"
     assert nickname_for("__") == "__"
-
-
-def test_the_shop_shows_the_looked_up_nickname(client):
-    response = client.get("/tiktok-coins/account?account=maria.santos",
-                          headers={"HX-Request": "true"})
-    assert response.status_code == 200 and "Maria Santos" in response.get_data(as_text=True)
 
 
 def test_deliver_twice_credits_once_with_the_same_reference(app, backend, order):

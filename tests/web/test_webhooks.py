@@ -18,8 +18,7 @@ from topup_plugins.sandbox import signing
 from topup_plugins.sandbox.payment import SandboxCheckout
 
 from tests.conftest import (
-    CSRF, WEBHOOK_SECRET, form_tokens, package_id, place_order, sandbox_event,
-    signed_headers, wait_for,
+    CSRF, form_tokens, package_id, place_order, sandbox_event, signed_headers, wait_for,
 )
 from tests.web import visible
 
@@ -48,24 +47,40 @@ def test_a_valid_signed_event_pays_the_order(client):
     assert (event.provider, event.order_id, event.outcome) == ("sandbox", order.id, "applied")
 
 
-def test_a_failed_event_fails_the_order(client):
+def unknown_payment(order) -> bytes:
+    data = json.loads(sandbox_event(order))
+    data["data"]["payment_id"] = "sbx_nobody_knows"
+    data["id"] = "evt_unknown"
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("make_events, code, outcome, status", [
+    pytest.param(lambda o: [sandbox_event(o, "failed")], 200, "applied", orders.FAILED,
+                 id="failure-applied"),
+    pytest.param(lambda o: [sandbox_event(o, amount=o.amount - 1)], 200, "applied",
+                 orders.NEEDS_ATTENTION, id="wrong-amount-applied"),
+    pytest.param(lambda o: [sandbox_event(o, currency="IDR")], 200, "applied",
+                 orders.NEEDS_ATTENTION, id="wrong-currency-applied"),
+    pytest.param(lambda o: [sandbox_event(o)] * 2, 200, "duplicate", orders.PAID,
+                 id="replay-duplicate"),
+    pytest.param(lambda o: [sandbox_event(o), sandbox_event(o, "failed")], 200, "ignored",
+                 orders.PAID, id="late-failure-ignored"),
+    pytest.param(lambda o: [unknown_payment(o)], 404, "unknown payment",
+                 orders.AWAITING_PAYMENT, id="unknown-payment"),
+])
+def test_each_outcome_has_its_http_status(client, make_events, code, outcome, status):
+    """200 tells the provider to stop sending; 404 (not ours, or not yet) makes it
+    retry, so that event id is not recorded and a retry can still apply."""
     order = place_order(client)
-    assert post(client, sandbox_event(order, "failed")).status_code == 200
-    assert Order.get_by_id(order.id).status == orders.FAILED
-    assert Delivery.select().count() == 0
-
-
-def test_a_wrong_amount_needs_a_person(client):
-    order = place_order(client)
-    assert post(client, sandbox_event(order, amount=order.amount - 1)).status_code == 200
-    assert Order.get_by_id(order.id).status == orders.NEEDS_ATTENTION
-    assert Delivery.select().count() == 0
-
-
-def test_a_wrong_currency_needs_a_person(client):
-    order = place_order(client)
-    assert post(client, sandbox_event(order, currency="IDR")).status_code == 200
-    assert Order.get_by_id(order.id).status == orders.NEEDS_ATTENTION
+    *earlier, last = make_events(order)
+    for payload in earlier:
+        assert post(client, payload).status_code == 200
+    response = post(client, last)
+    assert response.status_code == code
+    assert response.get_json()["outcomes"] == [outcome]
+    assert Order.get_by_id(order.id).status == status
+    recorded = WebhookEvent.select().where(WebhookEvent.event_id == json.loads(last)["id"])
+    assert recorded.count() == (0 if code == 404 else 1)
 
 
 def forged(payload):
@@ -136,6 +151,12 @@ def without(order, key) -> bytes:
     return json.dumps(data).encode()
 
 
+def with_amount(order, amount) -> bytes:
+    data = json.loads(sandbox_event(order))
+    data["data"]["amount"] = amount
+    return json.dumps(data).encode()
+
+
 @pytest.mark.parametrize("make_payload", [
     pytest.param(lambda o: b"{not json", id="malformed-json"),
     pytest.param(lambda o: b"", id="empty-body"),
@@ -152,6 +173,7 @@ def without(order, key) -> bytes:
     pytest.param(lambda o: event(o, data={"payment_id": "x"}), id="data-incomplete"),
     pytest.param(lambda o: without(o, "id"), id="no-id"),
     pytest.param(lambda o: without(o, "type"), id="no-type"),
+    pytest.param(lambda o: with_amount(o, "lots"), id="amount-not-a-number"),
 ])
 def test_a_malformed_event_is_400_and_changes_nothing(client, make_payload):
     order = place_order(client)
@@ -163,30 +185,6 @@ def test_a_malformed_event_is_400_and_changes_nothing(client, make_payload):
     assert snapshot(order) == before
 
 
-def test_an_amount_that_is_not_a_number_is_400(client):
-    order = place_order(client)
-    data = json.loads(sandbox_event(order))
-    data["data"]["amount"] = "lots"
-    before = snapshot(order)
-    assert post(client, json.dumps(data).encode()).status_code == 400
-    assert snapshot(order) == before
-
-
-def test_an_event_for_an_unknown_payment_is_404_and_burns_nothing(client):
-    """Not ours, or not yet: 404 makes the provider retry, and the event id is
-    not recorded, so the retry can still apply."""
-    order = place_order(client)
-    data = json.loads(sandbox_event(order))
-    data["data"]["payment_id"] = "sbx_nobody_knows"
-    data["id"] = "evt_unknown"
-    before = snapshot(order)
-    response = post(client, json.dumps(data).encode())
-    assert response.status_code == 404
-    assert response.get_json()["outcomes"] == ["unknown payment"]
-    assert snapshot(order) == before
-    assert WebhookEvent.select().count() == 0
-
-
 def test_unknown_provider_is_404(client):
     order = place_order(client)
     payload = sandbox_event(order)
@@ -194,27 +192,6 @@ def test_unknown_provider_is_404(client):
     assert response.status_code == 404
     assert response.get_json() == {"error": "unknown provider"}
     assert Order.get_by_id(order.id).status == orders.AWAITING_PAYMENT
-
-
-def test_a_replayed_event_changes_nothing_more(client):
-    order = place_order(client)
-    payload = sandbox_event(order)
-    assert post(client, payload).status_code == 200
-    after_first = snapshot(order)
-    for _ in range(3):
-        response = post(client, payload)
-        assert response.status_code == 200
-        assert response.get_json()["outcomes"] == ["duplicate"]
-    assert snapshot(order) == after_first
-    assert Delivery.select().count() == 1
-
-
-def test_a_late_failure_after_success_changes_nothing(client):
-    order = place_order(client)
-    assert post(client, sandbox_event(order)).status_code == 200
-    response = post(client, sandbox_event(order, "failed"))
-    assert response.status_code == 200 and response.get_json()["outcomes"] == ["ignored"]
-    assert Order.get_by_id(order.id).status == orders.PAID
 
 
 def test_webhooks_need_no_csrf_token_even_with_a_session(client):
@@ -229,8 +206,6 @@ def test_webhook_errors_are_json_not_html(client):
     response = client.get("/webhooks/sandbox")
     assert response.status_code == 405
     assert response.is_json and "<html" not in response.get_data(as_text=True)
-    response = client.post("/webhooks/nope", data=b"{}")
-    assert response.status_code == 404 and response.is_json
 
 
 def test_an_oversized_webhook_is_413_not_a_plugin_failure(client, app):
@@ -244,26 +219,6 @@ def test_an_oversized_webhook_is_413_not_a_plugin_failure(client, app):
 
 
 # --- the sandbox round trip over real HTTP ----------------------------------------
-
-
-def test_sandbox_approval_sends_the_webhook_to_the_shop_and_coins_arrive(client, app, live_server):
-    """Buyer with the test client; the sandbox's webhook goes over HTTP to the live server."""
-    provider = app.extensions["topup"].providers["sandbox"]
-    provider.settings["webhook_url"] = f"{live_server.url}/webhooks/sandbox"
-    try:
-        order = place_order(client, account="@Maria.Santos")
-        page = client.get(f"/orders/{order.public_id}").get_data(as_text=True)
-        path = re.search(r'href="(/sandbox/checkout/[^"]+)"', page).group(1)
-        token = CSRF.search(client.get(path).get_data(as_text=True)).group(1)
-        response = client.post(path, data={"csrf_token": token, "decision": "approve"})
-        assert response.status_code == 303
-        assert response.headers["Location"].endswith(f"/orders/{order.public_id}")
-        wait_for(lambda: Order.get_by_id(order.id).status == orders.DELIVERED)
-    finally:
-        provider.settings.pop("webhook_url", None)
-    assert WebhookEvent.get().outcome == "applied"
-    text = visible(client.get(f"/orders/{order.public_id}"))
-    assert "70 coins were added to @maria.santos." in text
 
 
 class Browser:
@@ -322,7 +277,3 @@ def test_declining_over_http_fails_the_order(live_server):
     wait_for(lambda: Order.get(Order.public_id == public_id).status == orders.FAILED)
     _, page = browser.get(f"/orders/{public_id}")
     assert "Try again" in page and Delivery.select().count() == 0
-
-
-def test_the_sandbox_secret_is_the_configured_one(app):
-    assert app.extensions["topup"].providers["sandbox"].secret == WEBHOOK_SECRET
