@@ -75,6 +75,7 @@ class SepaTransfer(OfflineProvider):
     min_amount = {"EUR": 1}
     max_amount = {"EUR": MAX_EUR_CENTS}
     required_settings = ("iban", "name")
+    expiry_seconds = 4 * 24 * 3600  # an ordinary SEPA credit transfer takes up to two business days
 
     def __init__(self, settings: dict):
         super().__init__(settings)
