@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import logging
 import secrets
 import signal
@@ -120,18 +121,22 @@ def migrate():
 @with_appcontext
 def serve(host, port, threads, workers):
     """Serve the shop with waitress (and, by default, its delivery worker)."""
-    import waitress
+    import waitress.server
 
     from topup.worker import Worker
 
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.config.setdefault("INTERNAL_URL", f"http://{_connectable(host)}:{port}")
+    server = waitress.server.create_server(app, host=host, port=port, threads=threads,
+                                           ident="topup")
+    bound = server.effective_port  # --port 0: the one the system picked
+    app.config.setdefault("INTERNAL_URL", f"http://{_connectable(host)}:{bound}")
     worker = Worker(app).start() if workers else None
-    click.echo(f"topup is serving on http://{host}:{port}/")
+    click.echo(f"topup is serving on http://{host}:{bound}/", nl=True)
+    sys.stdout.flush()
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="topup")
+        server.run()
     finally:
         if worker:
             worker.stop()
