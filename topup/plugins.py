@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = {
     "upi": "topup_plugins.qr.upi",
     "sepa": "topup_plugins.qr.sepa",
     "xendit": "topup_plugins.xendit",
+    "stripe_checkout": "topup_plugins.stripe_checkout",
 }
 
 
