@@ -102,6 +102,15 @@ class LiveServer:
 
 
 @pytest.fixture
+def sandbox_webhooks(monkeypatch) -> list:
+    """Webhooks the sandbox would send, captured instead: (url, secret, body) each."""
+    sent = []
+    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
+                        lambda url, secret, body, **_: sent.append((url, secret, body)))
+    return sent
+
+
+@pytest.fixture
 def live_server(app):
     server = LiveServer(app).start()
     yield server

@@ -18,10 +18,8 @@ def decide(client, path, decision):
     return client.post(path, data={"csrf_token": token, "decision": decision})
 
 
-def test_sandbox_checkout_shows_the_server_amount_and_returns_to_the_order(client, monkeypatch):
-    sent = []
-    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
-                        lambda url, secret, body, **_: sent.append((url, body)))
+def test_sandbox_checkout_shows_the_server_amount_and_returns_to_the_order(client, sandbox_webhooks):
+    sent = sandbox_webhooks  # (url, secret, body) per webhook
     order = place_order(client, country="BR")
     path = checkout_path(client, order)
     page = client.get(path).get_data(as_text=True)
@@ -31,7 +29,7 @@ def test_sandbox_checkout_shows_the_server_amount_and_returns_to_the_order(clien
     assert response.status_code == 303
     assert response.headers["Location"].endswith(f"/orders/{order.public_id}")
     assert len(sent) == 1 and sent[0][0].endswith("/webhooks/sandbox")
-    assert b'"payment.succeeded"' in sent[0][1]
+    assert b'"payment.succeeded"' in sent[0][2]
     # A second decision (a stale tab, say) changes nothing and sends nothing.
     token = CSRF.search(page).group(1)
     assert client.post(path, data={"csrf_token": token, "decision": "decline"}).status_code == 303
@@ -39,10 +37,8 @@ def test_sandbox_checkout_shows_the_server_amount_and_returns_to_the_order(clien
     assert "already approved" in client.get(path).get_data(as_text=True)
 
 
-def test_an_expired_sandbox_checkout_cannot_be_approved(client, monkeypatch):
-    sent = []
-    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
-                        lambda *args, **_: sent.append(args))
+def test_an_expired_sandbox_checkout_cannot_be_approved(client, sandbox_webhooks):
+    sent = sandbox_webhooks  # (url, secret, body) per webhook
     order = place_order(client)
     path = checkout_path(client, order)
     token = CSRF.search(client.get(path).get_data(as_text=True)).group(1)

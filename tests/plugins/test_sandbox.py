@@ -246,10 +246,8 @@ def decide(client, order, decision):
 
 
 @pytest.fixture
-def webhooks(monkeypatch):
-    sent = []
-    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
-                        lambda url, secret, body, **_: sent.append((url, secret, body)))
+def webhooks(sandbox_webhooks):
+    sent = sandbox_webhooks  # (url, secret, body) per webhook
     return sent
 
 

@@ -232,10 +232,8 @@ def state():
             WebhookEvent.select().count(), OrderEvent.select().count())
 
 
-def test_get_on_the_sandbox_checkout_does_not_approve(client, monkeypatch):
-    sent = []
-    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
-                        lambda *args, **kwargs: sent.append(args))
+def test_get_on_the_sandbox_checkout_does_not_approve(client, sandbox_webhooks):
+    sent = sandbox_webhooks  # (url, secret, body) per webhook
     order = place_order(client)
     path = f"/sandbox/checkout/{order.latest_payment().provider_ref}"
     before = state()
@@ -247,10 +245,8 @@ def test_get_on_the_sandbox_checkout_does_not_approve(client, monkeypatch):
     assert Order.get_by_id(order.id).status == orders.AWAITING_PAYMENT
 
 
-def test_the_sandbox_decision_needs_a_csrf_token(client, monkeypatch):
-    sent = []
-    monkeypatch.setattr("topup_plugins.sandbox.payment.send_webhook",
-                        lambda *args, **kwargs: sent.append(args))
+def test_the_sandbox_decision_needs_a_csrf_token(client, sandbox_webhooks):
+    sent = sandbox_webhooks  # (url, secret, body) per webhook
     order = place_order(client)
     path = f"/sandbox/checkout/{order.latest_payment().provider_ref}"
     response = client.post(path, data={"decision": "approve"})
