@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = {
     "promptpay": "topup_plugins.qr.promptpay",
     "qris": "topup_plugins.qr.qris",
     "upi": "topup_plugins.qr.upi",
+    "vietqr": "topup_plugins.qr.vietqr",
     "sepa": "topup_plugins.qr.sepa",
     "xendit": "topup_plugins.xendit",
     "stripe_checkout": "topup_plugins.stripe_checkout",
