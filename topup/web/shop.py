@@ -107,8 +107,8 @@ def _product_page(product: Product, values: dict, *, account=None, errors=None, 
 
 @bp.get("/<slug>")
 def product(slug):
-    """The whole page. Its query string (from the no-JS "Check" and country
-    buttons, or a "try again" link) fills the form in."""
+    """The whole page. Its query string (a "Try again" link, or a partial's
+    no-JS fallback) fills the form in."""
     product = _product_or_404(slug)
     values = form_values(request.args)
     account = check_account(product, values["account"]) if values.get("account") else None
@@ -122,8 +122,8 @@ def account(slug):
         return _to_full_page(slug)
     raw = form_values(request.args)["account"]
     account = check_account(product, raw) if raw else None
-    return render_for_htmx("shop/_account.html", "shop/product.html",
-                           **_page_context(product, form_values(request.args), account=account))
+    # Runs as the buyer types: the partial needs only the answer, not the page's queries.
+    return render_for_htmx("shop/_account.html", "shop/product.html", account=account, errors={})
 
 
 @bp.get("/<slug>/options")
