@@ -29,9 +29,9 @@ SCREENSHOTS = Path(os.environ.get("TOPUP_E2E_SCREENSHOTS", "/tmp/topup-e2e"))
 
 @pytest.fixture(scope="session")
 def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    # Missing pieces fail, never skip: `make test` installs both.
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}: run `make browser`"
+    from playwright import sync_api
     sync_api.expect.set_options(timeout=TIMEOUT_MS)
     playwright = sync_api.sync_playwright().start()
     try:
