@@ -629,12 +629,93 @@ def test_retry_backs_off_exponentially_up_to_the_cap(backoff_config, app, paid):
     assert status_trail(paid)[-1] == (orders.PAID, orders.DELIVERING)  # no churn per retry
 
 
-def test_pending_result_is_asked_again_like_a_retry(backoff_config, app, paid):
+def test_pending_result_waits_and_is_checked_without_spending_attempts(backoff_config, app, paid):
+    app.config["DELIVERY_CHECK_MIN_SECONDS"] = 30
     delivery = claim(app)
-    record(app, delivery, "pending", message="accepted, processing")
+    record(app, delivery, "pending", reference="RS-9", message="accepted, processing")
     current = Delivery.get_by_id(delivery.id)
-    assert current.status == "pending" and current.next_attempt_at > utcnow()
+    assert (current.status, current.reference, current.lease_until) == ("waiting", "RS-9", None)
+    assert utcnow() + timedelta(seconds=25) < current.next_attempt_at
+    assert claim(app) is None  # not due yet
     assert fresh(paid).status == orders.DELIVERING
+    for _ in range(3):  # checks with no news: no attempt spent, nothing in the timeline
+        make_due(current)
+        check = claim(app)
+        assert (check.status, check.attempts) == ("waiting", 1) and check.lease_until
+        events = OrderEvent.select().count()
+        with app.app_context():
+            orders.record_delivery_result(check, None)
+        current = Delivery.get_by_id(delivery.id)
+        assert (current.status, current.attempts, current.lease_until) == ("waiting", 1, None)
+        assert OrderEvent.select().count() == events
+    make_due(current)
+    record(app, claim(app), "delivered", reference="RS-9")
+    assert fresh(paid).status == orders.DELIVERED
+    assert Delivery.get_by_id(delivery.id).status == "done"
+    assert "Check: delivered" in OrderEvent.select().order_by(OrderEvent.id.desc()).offset(1).first().message
+
+
+def test_a_check_answering_retry_delivers_again_as_an_attempt(app, paid):
+    record(app, claim(app), "pending")
+    make_due(Delivery.get(Delivery.order == paid.id))
+    record(app, claim(app), "retry", message="reseller lost it")
+    current = Delivery.get(Delivery.order == paid.id)
+    assert (current.status, current.attempts) == ("pending", 1)
+    make_due(current)
+    again = claim(app)
+    assert (again.status, again.attempts) == ("working", 2)
+
+
+def test_a_backend_that_never_confirms_needs_attention_after_the_window(app, paid):
+    record(app, claim(app), "pending")
+    Delivery.update(created_at=utcnow() - timedelta(hours=25),
+                    next_attempt_at=utcnow() - timedelta(seconds=1)).execute()
+    with app.app_context():
+        orders.record_delivery_result(claim(app), None)
+    current = Delivery.get(Delivery.order == paid.id)
+    assert current.status == "failed" and "did not confirm the delivery within 25 h" in current.last_error
+    assert fresh(paid).status == orders.NEEDS_ATTENTION
+
+
+def test_operator_marks_a_waiting_delivery_delivered_and_a_late_check_changes_nothing(app, paid):
+    record(app, claim(app), "pending")
+    make_due(Delivery.get(Delivery.order == paid.id))
+    check = claim(app)  # a worker is asking the backend right now
+    with app.app_context():
+        orders.mark_delivered(fresh(paid), " TX-77 ", actor="ops@example.com", note="sent via app")
+        orders.record_delivery_result(check, DeliveryResult("failed", message="late"))
+    current = Delivery.get(Delivery.order == paid.id)
+    assert (current.status, current.reference) == ("done", "TX-77")
+    assert fresh(paid).status == orders.DELIVERED
+    last = OrderEvent.select().order_by(OrderEvent.id.desc()).first()
+    assert last.actor == "ops@example.com" and "TX-77: sent via app" in last.message
+
+
+def test_operator_actions_refuse_what_they_cannot_do(app, client, paid):
+    with app.app_context():
+        unpaid = place_order(client)
+        with pytest.raises(orders.OrderRefused, match="reference"):
+            orders.mark_delivered(fresh(paid), "  ", actor="ops")
+        with pytest.raises(orders.OrderRefused, match="awaiting payment cannot be marked delivered"):
+            orders.mark_delivered(unpaid, "X", actor="ops")
+        with pytest.raises(orders.OrderRefused, match="Only a paid order"):
+            orders.retry_delivery(fresh(paid), actor="ops")  # nothing failed
+    assert fresh(paid).status == orders.PAID and fresh(unpaid).status == orders.AWAITING_PAYMENT
+
+
+def test_operator_fails_then_retries_a_delivery(app, paid):
+    with app.app_context():
+        orders.mark_delivery_failed(fresh(paid), "account suspended", actor="ops")
+        assert fresh(paid).status == orders.NEEDS_ATTENTION
+        assert claim(app) is None
+        orders.retry_delivery(fresh(paid), actor="ops")
+    current = Delivery.get(Delivery.order == paid.id)
+    assert (current.status, current.attempts, current.last_error) == ("pending", 0, None)
+    assert fresh(paid).status == orders.PAID
+    assert claim(app).attempts == 1
+    assert status_trail(paid)[-3:] == [(orders.PAID, orders.NEEDS_ATTENTION),
+                                       (orders.NEEDS_ATTENTION, orders.PAID),
+                                       (orders.PAID, orders.DELIVERING)]
 
 
 @pytest.fixture

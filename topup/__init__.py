@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None):
     for blueprints in pm.hook.register_blueprints():
         for blueprint in blueprints:
             app.register_blueprint(blueprint)
+    pm.hook.register_commands(cli=app.cli)
     return app
 
 

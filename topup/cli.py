@@ -205,3 +205,117 @@ def plugins(as_json):
         click.echo(f"not configured: {', '.join(registry.not_configured)}")
     for name, error in registry.errors.items():
         click.echo(f"error in {name}: {error}")
+
+
+@main.command()
+@with_appcontext
+def reconcile():
+    """Expire unpaid orders, re-ask providers about open payments, report what is stuck."""
+    from topup import orders, reconcile as reconciler
+
+    _require_ready()
+    expired = orders.expire_overdue()
+    asked = reconciler.payments(limit=10_000)
+    stuck = reconciler.stuck()
+    click.echo(f"expired {expired} unpaid order(s); asked about {asked['asked']} payment(s), "
+               f"{asked['applied']} changed, {asked['errors']} provider error(s)")
+    click.echo(f"needs attention: {stuck['needs_attention']}; waiting on a delivery backend: "
+               f"{stuck['waiting_on_backend']}; deliveries overdue: {stuck['overdue_deliveries']}"
+               + (" (is a worker running?)" if stuck["overdue_deliveries"] else ""))
+
+
+@main.group()
+def order():
+    """Look at one order and act on it (by hand, as an operator)."""
+
+
+def _operator() -> str:
+    import getpass
+    return f"cli:{getpass.getuser()}"
+
+
+def _order_or_fail(public_id):
+    from topup.models import Order
+
+    _require_ready()
+    found = Order.get_or_none(Order.public_id == public_id)
+    if found is None:
+        raise click.ClickException(f"No order {public_id}.")
+    return found
+
+
+def _act(action):
+    """Run an operator action (a function of no arguments) and print the order's new status."""
+    from topup.orders import OrderRefused
+
+    try:
+        done = action()
+    except OrderRefused as refused:
+        raise click.ClickException(str(refused))
+    click.echo(f"order {done.public_id}: {done.status}")
+
+
+@order.command("show")
+@click.argument("public_id")
+@with_appcontext
+def order_show(public_id):
+    """The order, its delivery and its timeline."""
+    found = _order_or_fail(public_id)
+    click.echo(f"order {found.public_id}: {found.status}, {found.quantity} {found.product.unit} "
+               f"for {found.account_id}, {found.total.amount} {found.currency} by {found.payment_method}")
+    for delivery in found.deliveries:
+        click.echo(f"delivery via {delivery.backend}: {delivery.status}, {delivery.attempts} attempt(s)"
+                   + (f", reference {delivery.reference}" if delivery.reference else "")
+                   + (f", last error: {delivery.last_error}" if delivery.last_error else ""))
+    for event in found.events.order_by(type(found.events.model).id):
+        click.echo(f"  {event.created_at:%Y-%m-%d %H:%M:%S} {event.actor}: {event.kind} "
+                   f"{event.to_status or ''} {event.message or ''}".rstrip())
+
+
+@order.command("delivered")
+@click.argument("public_id")
+@click.option("--reference", required=True, help="What you credited, e.g. the reseller's receipt.")
+@click.option("--note", default=None)
+@with_appcontext
+def order_delivered(public_id, reference, note):
+    """Mark a paid order delivered by hand."""
+    from topup import orders
+
+    _act(lambda: orders.mark_delivered(_order_or_fail(public_id), reference, _operator(), note))
+
+
+@order.command("failed")
+@click.argument("public_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def order_failed(public_id, reason):
+    """Mark a paid order's delivery failed: it needs attention (refund or retry)."""
+    from topup import orders
+
+    _act(lambda: orders.mark_delivery_failed(_order_or_fail(public_id), reason, _operator()))
+
+
+@order.command("retry")
+@click.argument("public_id")
+@with_appcontext
+def order_retry(public_id):
+    """Deliver a needs-attention order again."""
+    from topup import orders
+
+    _act(lambda: orders.retry_delivery(_order_or_fail(public_id), _operator()))
+
+
+@main.command()
+@click.argument("backend", default="manual")
+@with_appcontext
+def queue(backend):
+    """Paid orders waiting on a person (the manual backend's work list by default)."""
+    from topup import orders
+
+    _require_ready()
+    rows = list(orders.delivery_queue(backend))
+    for delivery in rows:
+        paid = delivery.order
+        click.echo(f"{paid.public_id}  {paid.quantity} {paid.product.unit} -> {paid.account_id}"
+                   f"  (paid {delivery.created_at:%Y-%m-%d %H:%M} UTC)")
+    click.echo(f"{len(rows)} waiting on {backend}")

@@ -25,6 +25,20 @@ class Defaults:
     DELIVERY_RETRY_BASE_SECONDS = 5
     DELIVERY_RETRY_MAX_SECONDS = 15 * 60
     DELIVERY_LEASE_SECONDS = 120
+    # A backend that answered "pending" is asked again (first after this many
+    # seconds, then less often); unconfirmed after the limit -> needs attention.
+    DELIVERY_CHECK_MIN_SECONDS = 10
+    DELIVERY_CONFIRM_WITHIN_SECONDS = 24 * 3600
+    # The reconciler re-asks providers about unpaid payments this often each.
+    RECONCILE_PAYMENTS_EVERY_SECONDS = 60
+    # Outgoing mail (receipts, operator alerts). No SMTP_HOST: no mail.
+    SMTP_HOST = None
+    SMTP_PORT = 587
+    SMTP_SECURITY = "starttls"  # "starttls", "tls" (implicit, port 465) or "none" (loopback only)
+    SMTP_USERNAME = None
+    SMTP_PASSWORD = None  # set TOPUP_SMTP_PASSWORD in the environment, not in a file
+    SMTP_TIMEOUT_SECONDS = 10
+    MAIL_FROM = "topup <shop@localhost>"
     # Cookies and forms.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

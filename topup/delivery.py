@@ -31,6 +31,8 @@ class DeliveryResult:
 
 
 class DeliveryBackend:
+    """Base class. The worker calls deliver() once per attempt, and
+    fetch_status() while a delivery it answered "pending" for is in flight."""
     id: ClassVar[str]
     name: ClassVar[str]
 
@@ -47,4 +49,16 @@ class DeliveryBackend:
         raise NotImplementedError
 
     def fetch_status(self, delivery) -> DeliveryResult | None:
+        """Ask again about a delivery this backend answered "pending" for
+        (delivery.order is the order). None: no news yet, ask again later."""
+        return None
+
+    def in_stock(self, package) -> bool:
+        """Whether a new order for package could be delivered now. False hides
+        the package from buyers (e.g. no voucher codes left)."""
+        return True
+
+    def buyer_code(self, order) -> str | None:
+        """What the buyer needs to use a delivered order (e.g. a voucher code),
+        shown on their order page and in their receipt. Core never stores it."""
         return None

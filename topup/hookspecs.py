@@ -26,6 +26,20 @@ def register_models():
     """Return a list of peewee models (using topup.db.database) whose tables `topup init` creates."""
 
 
+@hookspec
+def register_commands(cli):
+    """Add click commands to the `topup` command group `cli` (e.g. `topup vouchers`)."""
+
+
+# Periodic work: called by the worker's sweep, inside an app context.
+
+
+@hookspec
+def housekeeping():
+    """Do periodic work (retry a notification, warn about low stock). Return value ignored;
+    an exception is contained and logged."""
+
+
 # Events: broadcast to every plugin after the change is committed.
 
 

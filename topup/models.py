@@ -12,7 +12,7 @@ from peewee import (
 from topup.db import database
 from topup.money import Money
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -123,6 +123,7 @@ class Payment(BaseModel):
     error = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    checked_at = DateTimeField(null=True)  # last asked by the reconciler
 
     class Meta:
         indexes = ((("provider", "provider_ref"), True),)
@@ -133,7 +134,8 @@ class Payment(BaseModel):
 
 
 class Delivery(BaseModel):
-    """The outbox row: inserted with the `paid` transition, worked by the worker."""
+    """The outbox row: inserted with the `paid` transition, worked by the worker
+    (statuses in topup.orders)."""
     order = ForeignKeyField(Order, backref="deliveries", unique=True, on_delete="CASCADE")
     backend = CharField()
     status = CharField(default="pending", index=True)

@@ -40,7 +40,7 @@ TRANSITIONS = {
     AWAITING_PAYMENT: {PAID, EXPIRED, FAILED, CANCELED, NEEDS_ATTENTION},
     PAID: {DELIVERING, NEEDS_ATTENTION, REFUNDED},
     DELIVERING: {DELIVERED, NEEDS_ATTENTION, REFUNDED},
-    NEEDS_ATTENTION: {DELIVERED, REFUNDED, CANCELED},
+    NEEDS_ATTENTION: {PAID, DELIVERED, REFUNDED, CANCELED},  # PAID: deliver again
     DELIVERED: {REFUNDED},
     EXPIRED: {NEEDS_ATTENTION},  # money arrived after all
     FAILED: {NEEDS_ATTENTION},
@@ -270,20 +270,28 @@ def expire_overdue() -> int:
 
 
 # --- delivery outbox ---------------------------------------------------------
+#
+# Delivery rows: pending (due to be delivered) -> working (leased to a worker)
+# -> done | failed, or -> waiting (the backend accepted it and will confirm;
+# the worker asks fetch_status while leased) -> done | failed | pending (again).
+
+CLAIMABLE = ("pending", "working", "waiting")
 
 
 def claim_delivery() -> Delivery | None:
     """Take the next due delivery for this worker, leased for DELIVERY_LEASE_SECONDS.
 
-    A lease that runs out (the worker died) makes the row due again; the
-    backend's idempotency on order.public_id makes the second try safe.
+    A pending row is claimed to deliver (one attempt); a waiting row to ask the
+    backend about it (no attempt). A lease that runs out (the worker died)
+    makes the row due again; the backend's idempotency on order.public_id
+    makes the second try safe. The lease's end is the claim's token.
     """
     lease = timedelta(seconds=current_app.config["DELIVERY_LEASE_SECONDS"])
     while True:
         now = utcnow()
         with database.atomic():
             query = (Delivery.select()
-                     .where(Delivery.status.in_(("pending", "working")),
+                     .where(Delivery.status.in_(CLAIMABLE),
                             Delivery.next_attempt_at <= now,
                             Delivery.lease_until.is_null() | (Delivery.lease_until < now))
                      .order_by(Delivery.next_attempt_at)
@@ -297,45 +305,139 @@ def claim_delivery() -> Delivery | None:
             if order.status not in (PAID, DELIVERING):  # refunded or escalated meanwhile
                 _update_delivery(delivery, "canceled")
                 continue
-            (Delivery.update(status="working", attempts=Delivery.attempts + 1,
-                             lease_until=now + lease, updated_at=now)
-             .where(Delivery.id == delivery.id).execute())
+            if delivery.status == "waiting":
+                Delivery.update(lease_until=now + lease).where(Delivery.id == delivery.id).execute()
+            else:
+                (Delivery.update(status="working", attempts=Delivery.attempts + 1,
+                                 lease_until=now + lease, updated_at=now)
+                 .where(Delivery.id == delivery.id).execute())
             if order.status == PAID:
                 _transition(order, DELIVERING)
             return Delivery.get_by_id(delivery.id)
 
 
-def record_delivery_result(delivery: Delivery, result: DeliveryResult) -> None:
-    """Record what the backend said about the attempt `delivery` was claimed for."""
+def record_delivery_result(delivery: Delivery, result: DeliveryResult | None) -> None:
+    """Record what the backend said for the claim `delivery` holds: the answer
+    to deliver(), or to fetch_status() (None: no news) for a waiting row."""
     config = current_app.config
     now = utcnow()
     with database.atomic():
         current = Delivery.select().where(Delivery.id == delivery.id)
         current = (current if is_sqlite() else current.for_update("FOR NO KEY UPDATE")).get()
         order = _locked(delivery.order_id)
-        if current.status != "working" or current.attempts != delivery.attempts:
+        if current.status != delivery.status or current.lease_until != delivery.lease_until:
             return  # our lease ran out and another worker took over; its answer counts
-        _event(order, "delivery", f"Attempt {delivery.attempts}: {result.status}"
-               + (f" ({result.message})" if result.message else "")
-               + (f", reference {result.reference}" if result.reference else ""))
-        exhausted = delivery.attempts >= config["DELIVERY_MAX_ATTEMPTS"]
+        checking = delivery.status == "waiting"
+        age = (now - delivery.created_at).total_seconds()
+        if result is None or (checking and result.status == "pending"):
+            if age < config["DELIVERY_CONFIRM_WITHIN_SECONDS"]:
+                _update_delivery(delivery, "waiting", next_attempt_at=now + _check_delay(age))
+                return
+            result = DeliveryResult("failed", message=f"{delivery.backend} did not confirm the "
+                                    f"delivery within {_duration(age)}")
+        if not checking or result.status != "retry":
+            _event(order, "delivery", ("Check" if checking else f"Attempt {delivery.attempts}")
+                   + f": {result.status}"
+                   + (f" ({result.message})" if result.message else "")
+                   + (f", reference {result.reference}" if result.reference else ""))
         if result.status == "delivered":
-            _update_delivery(delivery, "done", reference=result.reference)
+            _update_delivery(delivery, "done", reference=result.reference, last_error=None)
             if order.status == DELIVERING:
-                _transition(order, DELIVERED, f"Delivered, reference {result.reference}")
-        elif result.status == "failed" or exhausted:
+                _transition(order, DELIVERED, f"Delivered, reference {result.reference}"
+                            if result.reference else "Delivered")
+        elif result.status == "pending":
+            _update_delivery(delivery, "waiting", reference=result.reference,
+                             last_error=None, next_attempt_at=now + _check_delay(age))
+        elif result.status == "failed" or delivery.attempts >= config["DELIVERY_MAX_ATTEMPTS"]:
             reason = result.message or result.status
             _update_delivery(delivery, "failed", last_error=reason)
             if order.status == DELIVERING:
                 _transition(order, NEEDS_ATTENTION,
                             f"Delivery gave up after {delivery.attempts} attempt(s): {reason}")
-        else:  # retry or pending: ask again later, backing off
-            delay = min(config["DELIVERY_RETRY_BASE_SECONDS"] * 2 ** (delivery.attempts - 1),
+        else:  # retry: deliver again later, backing off
+            delay = min(config["DELIVERY_RETRY_BASE_SECONDS"] * 2 ** max(delivery.attempts - 1, 0),
                         config["DELIVERY_RETRY_MAX_SECONDS"])
             _update_delivery(delivery, "pending", last_error=result.message,
                              next_attempt_at=now + timedelta(seconds=delay))
 
 
+def _check_delay(age: float) -> timedelta:
+    """Ask a waiting backend often at first, then less: a tenth of the wait so far."""
+    config = current_app.config
+    return timedelta(seconds=min(max(age / 10, config["DELIVERY_CHECK_MIN_SECONDS"]),
+                                 config["DELIVERY_RETRY_MAX_SECONDS"]))
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = int(seconds // 3600), int(seconds % 3600 // 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def _update_delivery(delivery: Delivery, status: str, **fields) -> None:
     (Delivery.update(status=status, lease_until=None, updated_at=utcnow(), **fields)
      .where(Delivery.id == delivery.id).execute())
+
+
+# --- operator actions ----------------------------------------------------------
+# Each names the operator (actor) in the order's timeline.
+
+
+def _locked_delivery(order: Order) -> tuple[Delivery | None, Order]:
+    """Lock the order's delivery row, then the order (the global lock order)."""
+    query = Delivery.select().where(Delivery.order == order.id)
+    delivery = (query if is_sqlite() else query.for_update("FOR NO KEY UPDATE")).first()
+    return delivery, _locked(order.id)
+
+
+def mark_delivered(order: Order, reference: str, actor: str, note: str | None = None) -> Order:
+    """The operator delivered by hand (manual fulfilment, or after a problem)."""
+    reference = reference.strip()[:100]
+    if not reference:
+        raise OrderRefused("Give the delivery's reference (what you credited, or a note).")
+    with database.atomic():
+        delivery, order = _locked_delivery(order)
+        if order.status not in (PAID, DELIVERING, NEEDS_ATTENTION):
+            raise OrderRefused(f"An order that is {order.status.replace('_', ' ')} "
+                               "cannot be marked delivered.")
+        if delivery is not None:
+            _update_delivery(delivery, "done", reference=reference, last_error=None)
+        if order.status == PAID:
+            _transition(order, DELIVERING, actor=actor)
+        message = f"Delivered by hand, reference {reference}" + (f": {note}" if note else "")
+        _transition(order, DELIVERED, message, actor=actor)
+    return order
+
+
+def mark_delivery_failed(order: Order, reason: str, actor: str) -> Order:
+    """The operator could not deliver: the order waits for a decision (refund, retry)."""
+    reason = reason.strip()[:500]
+    if not reason:
+        raise OrderRefused("Say why the delivery failed.")
+    with database.atomic():
+        delivery, order = _locked_delivery(order)
+        if order.status not in (PAID, DELIVERING):
+            raise OrderRefused(f"An order that is {order.status.replace('_', ' ')} "
+                               "is not being delivered.")
+        if delivery is not None:
+            _update_delivery(delivery, "failed", last_error=reason)
+        _transition(order, NEEDS_ATTENTION, f"Delivery failed: {reason}", actor=actor)
+    return order
+
+
+def retry_delivery(order: Order, actor: str) -> Order:
+    """Deliver a needs-attention order again, from a fresh set of attempts."""
+    with database.atomic():
+        delivery, order = _locked_delivery(order)
+        if order.status != NEEDS_ATTENTION or delivery is None or delivery.status == "done":
+            raise OrderRefused("Only a paid order whose delivery failed can be delivered again.")
+        _update_delivery(delivery, "pending", attempts=0, next_attempt_at=utcnow(),
+                         last_error=None)
+        _transition(order, PAID, "Delivery retried", actor=actor)
+    return order
+
+
+def delivery_queue(backend: str):
+    """Deliveries a backend is waiting on a person for, oldest first."""
+    return (Delivery.select(Delivery, Order).join(Order)
+            .where(Delivery.backend == backend, Delivery.status == "waiting")
+            .order_by(Delivery.created_at))

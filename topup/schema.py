@@ -9,16 +9,26 @@ from __future__ import annotations
 from topup.db import database, is_sqlite
 from topup.models import CORE_MODELS, SCHEMA_VERSION, SchemaVersion
 
-def _add_order_fee(db):
-    """2: orders record the payment method's fee (part of their amount)."""
+def _add_column(db, model, name):
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
-    from topup.models import Order
 
     migrator = SqliteMigrator(db.obj) if is_sqlite() else PostgresqlMigrator(db.obj)
-    run(migrator.add_column(Order._meta.table_name, "fee", Order.fee))
+    run(migrator.add_column(model._meta.table_name, name, model._meta.fields[name]))
 
 
-MIGRATIONS: dict = {2: _add_order_fee}  # version -> function(database) that reaches it
+def _add_order_fee(db):
+    """2: orders record the payment method's fee (part of their amount)."""
+    from topup.models import Order
+    _add_column(db, Order, "fee")
+
+
+def _add_payment_checked_at(db):
+    """3: the reconciler records when it last asked about a payment."""
+    from topup.models import Payment
+    _add_column(db, Payment, "checked_at")
+
+
+MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at}  # version -> function(database) that reaches it
 
 
 def all_models(pm) -> list:
@@ -40,13 +50,28 @@ def create_all(pm) -> None:
 
 
 def migrate(pm) -> list[int]:
+    """Run the missing migrations, each in its own transaction.
+
+    SQLite changes some columns by copying the table and dropping the old one;
+    with foreign keys on, that drop would cascade-delete every row referring to
+    it (an order's payments, deliveries, events). So, as SQLite's ALTER TABLE
+    guide says, foreign keys are off while migrating and checked afterwards.
+    """
     applied = []
     version = current_version()
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        with database.atomic():
-            MIGRATIONS[target](database)
-            SchemaVersion.create(version=target)
-        applied.append(target)
+    if is_sqlite():
+        database.pragma("foreign_keys", 0)
+    try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with database.atomic():
+                MIGRATIONS[target](database)
+                if is_sqlite() and database.execute_sql("PRAGMA foreign_key_check").fetchall():
+                    raise RuntimeError(f"migration {target} broke a foreign key; rolled back")
+                SchemaVersion.create(version=target)
+            applied.append(target)
+    finally:
+        if is_sqlite():
+            database.pragma("foreign_keys", 1)
     database.create_tables(all_models(pm), safe=True)  # tables new plugins brought
     return applied
 

@@ -25,24 +25,36 @@ def deliver_once(app) -> bool:
             return False
         registry = app.extensions["topup"]
         backend = registry.backends.get(delivery.backend)
+        checking = delivery.status == "waiting"
         if backend is None:
             result = DeliveryResult("retry", message=f"delivery backend {delivery.backend!r} is not loaded")
         else:
             try:
-                result = backend.deliver(delivery.order)
+                result = backend.fetch_status(delivery) if checking else backend.deliver(delivery.order)
             except Exception as exc:  # contained: counted as a transient failure
                 registry.contain(backend.id, exc)
-                result = DeliveryResult("retry", message=f"{type(exc).__name__}: {exc}")
+                result = None if checking else DeliveryResult(
+                    "retry", message=f"{type(exc).__name__}: {exc}")
         orders.record_delivery_result(delivery, result)
         return True
 
 
 def sweep(app) -> None:
-    """Periodic housekeeping: close orders nobody paid."""
+    """Periodic housekeeping: close orders nobody paid, re-ask providers about
+    payments whose webhook may be lost, and let plugins do their periodic work."""
+    from topup import reconcile
+
     with app.app_context():
         count = orders.expire_overdue()
         if count:
             log.info("expired %d unpaid order(s)", count)
+        reconcile.payments()
+        registry = app.extensions["topup"]
+        for impl in registry.pm.hook.housekeeping.get_hookimpls():
+            try:
+                impl.function()
+            except Exception as exc:
+                registry.contain(impl.plugin_name, exc)
 
 
 class Worker:
