@@ -10,6 +10,9 @@ import os
 
 class Defaults:
     SHOP_NAME = "topup"
+    # Where buyers reach the shop, e.g. "https://coins.example.com": links in
+    # e-mails and callbacks sent from outside a request. None: the request's host.
+    PUBLIC_URL = None
     # SQLite file in the instance folder unless DATABASE_URL says otherwise.
     DATABASE_URL = None
     # Plugins by registered name that must not load (built-ins included). The

@@ -361,6 +361,15 @@ def record_delivery_result(delivery: Delivery, result: DeliveryResult | None) ->
                              next_attempt_at=now + timedelta(seconds=delay))
 
 
+def wake_delivery(order_public_id: str) -> bool:
+    """A backend's callback says there is news about a waiting delivery: make it
+    due now, so a worker asks fetch_status at once. True if one was waiting."""
+    order_ids = Order.select(Order.id).where(Order.public_id == order_public_id)
+    return bool(Delivery.update(next_attempt_at=utcnow())
+                .where(Delivery.order.in_(order_ids), Delivery.status == "waiting")
+                .execute())
+
+
 def _check_delay(age: float) -> timedelta:
     """Ask a waiting backend often at first, then less: a tenth of the wait so far."""
     config = current_app.config

@@ -30,6 +30,11 @@ DEFAULT_PLUGINS = {
     "sepa": "topup_plugins.qr.sepa",
     "xendit": "topup_plugins.xendit",
     "stripe_checkout": "topup_plugins.stripe_checkout",
+    "manual": "topup_plugins.manual",
+    "vouchers": "topup_plugins.vouchers",
+    "digiflazz": "topup_plugins.digiflazz",
+    "operator_webhook": "topup_plugins.operator_webhook",
+    "receipts": "topup_plugins.receipts",
 }
 
 
