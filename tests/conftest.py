@@ -40,6 +40,7 @@ def config(database_url, tmp_path):
         "PLUGINS": {"sandbox_payment": {"webhook_secret": WEBHOOK_SECRET}},
         "DELIVERY_RETRY_BASE_SECONDS": 0,
         "WORKER_POLL_SECONDS": 0.05,
+        "RATELIMIT_ENABLED": False,  # tests/web/test_limits.py switches them on
     }
 
 

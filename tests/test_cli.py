@@ -126,7 +126,7 @@ def test_plugins_lists_the_sandboxes_and_their_hooks(cli_env):
                             r"register_models", line) for line in lines), lines
     assert "disabled: -" in lines
     assert "payment providers: pix, promptpay, qris, sandbox, sepa, upi" in lines
-    assert "delivery backends: sandbox" in lines
+    assert "delivery backends: manual, sandbox" in lines  # the others need settings
     assert not any(line.startswith("error in") for line in lines)
 
 
@@ -143,7 +143,7 @@ def test_plugins_json_parses(cli_env):
     assert report["disabled"] == []
     # The demo shows every offline method, for made-up merchants.
     assert report["payment_providers"] == ["pix", "promptpay", "qris", "sandbox", "sepa", "upi"]
-    assert report["delivery_backends"] == ["sandbox"]
+    assert report["delivery_backends"] == ["manual", "sandbox"]
     assert report["errors"] == {}
 
 
@@ -155,7 +155,7 @@ def test_disabled_plugins_from_the_environment(cli_env, monkeypatch):
     assert "sandbox_payment" not in {row["name"] for row in report["plugins"]}
     assert "sandbox_delivery" in {row["name"] for row in report["plugins"]}
     assert "sandbox" not in report["payment_providers"]
-    assert report["delivery_backends"] == ["sandbox"]
+    assert report["delivery_backends"] == ["manual", "sandbox"]
     text = topup("plugins").output
     assert "disabled: sandbox_payment" in text.splitlines()
     assert "payment providers: pix, promptpay, qris, sepa, upi" in text.splitlines()

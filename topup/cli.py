@@ -260,14 +260,16 @@ def _act(action):
 @with_appcontext
 def order_show(public_id):
     """The order, its delivery and its timeline."""
+    from topup.models import OrderEvent
+
     found = _order_or_fail(public_id)
     click.echo(f"order {found.public_id}: {found.status}, {found.quantity} {found.product.unit} "
-               f"for {found.account_id}, {found.total.amount} {found.currency} by {found.payment_method}")
+               f"for {found.account_id}, {found.total.format()} by {found.payment_method}")
     for delivery in found.deliveries:
         click.echo(f"delivery via {delivery.backend}: {delivery.status}, {delivery.attempts} attempt(s)"
                    + (f", reference {delivery.reference}" if delivery.reference else "")
                    + (f", last error: {delivery.last_error}" if delivery.last_error else ""))
-    for event in found.events.order_by(type(found.events.model).id):
+    for event in found.events.order_by(OrderEvent.id):
         click.echo(f"  {event.created_at:%Y-%m-%d %H:%M:%S} {event.actor}: {event.kind} "
                    f"{event.to_status or ''} {event.message or ''}".rstrip())
 

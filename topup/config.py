@@ -42,6 +42,17 @@ class Defaults:
     SMTP_PASSWORD = None  # set TOPUP_SMTP_PASSWORD in the environment, not in a file
     SMTP_TIMEOUT_SECONDS = 10
     MAIL_FROM = "topup <shop@localhost>"
+    # Account lookups: cached (LOOKUP_CACHE_URL: "redis://..." to share between
+    # processes) and rate-limited per client with Flask-Limiter
+    # (RATELIMIT_STORAGE_URI: "memory://" or "redis://..."; RATELIMIT_ENABLED).
+    LOOKUP_CACHE_URL = None
+    LOOKUP_CACHE_SECONDS = 10 * 60
+    LOOKUP_NOT_FOUND_CACHE_SECONDS = 30
+    LOOKUP_RATE_LIMIT = "30 per minute; 300 per hour"
+    ORDER_RATE_LIMIT = "10 per minute; 100 per hour"
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    PROXY_FIX_X_FOR = 0  # how many reverse proxies set X-Forwarded-For in front of topup
     # Cookies and forms.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

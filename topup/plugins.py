@@ -107,6 +107,29 @@ class Registry:
                 self.contain(provider.id, exc)
         return methods
 
+    def in_stock(self, product, package) -> bool:
+        """Whether product's backend can deliver package now; a backend that
+        cannot answer counts as out of stock (never sell what may not arrive)."""
+        backend = self.backends.get(product.delivery_backend)
+        if backend is None:
+            return True  # the account check already tells the buyer the shop cannot deliver
+        try:
+            return bool(backend.in_stock(package))
+        except Exception as exc:
+            self.contain(backend.id, exc)
+            return False
+
+    def buyer_code(self, order) -> str | None:
+        """The backend's code for the buyer of a delivered order (a voucher), if any."""
+        backend = self.backends.get(order.product.delivery_backend)
+        if backend is None:
+            return None
+        try:
+            return backend.buyer_code(order)
+        except Exception as exc:
+            self.contain(backend.id, exc)
+            return None
+
     def broadcast_status_changed(self, order, old: str, new: str) -> None:
         for impl in self.pm.hook.order_status_changed.get_hookimpls():
             try:

@@ -30,7 +30,9 @@ def render_for_htmx(partial: str, page: str, status: int = 200, **context):
 
 
 def init_app(app) -> None:
-    from topup.web import orders, qr, shop, webhooks
+    from topup.web import limits, orders, qr, shop, webhooks
+
+    limits.init_app(app)
 
     assets = Assets(ROOT / "static")
     app.register_blueprint(assets.blueprint)
@@ -76,6 +78,15 @@ def init_app(app) -> None:
         return render_template(
             "errors/error.html", title="This form has expired",
             message="For your safety, forms expire. Go back, reload the page and try again."), 400
+
+    @app.errorhandler(429)
+    def too_many_requests(error):
+        message = ("You're going a bit fast. Please wait a minute, then try again.")
+        if request.htmx and request.endpoint == "shop.account":  # shown under the username field
+            return render_template("shop/_account.html", account=None,
+                                   errors={"account": message}), 429
+        return render_template("errors/error.html", title="Too many requests",
+                               message=message), 429
 
     @app.errorhandler(HTTPException)
     def http_error(error):

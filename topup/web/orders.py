@@ -9,7 +9,7 @@ from topup.payments import PaymentAction
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 
-POLL_SECONDS = {orders.NEEDS_ATTENTION: 30}  # others: 2
+POLL_SECONDS = {orders.NEEDS_ATTENTION: 30, "queued": 30}  # others: 2
 
 
 def _order_or_404(public_id: str) -> Order:
@@ -19,10 +19,15 @@ def _order_or_404(public_id: str) -> Order:
     return order
 
 
-def _shown(order: Order, action: PaymentAction | None) -> str:
-    """What the status block shows: the status, or "preparing" while an unpaid
-    order has no payment action yet (its payment is still being started)."""
-    return "preparing" if order.status == orders.AWAITING_PAYMENT and action is None else order.status
+def _shown(order: Order, action: PaymentAction | None, delivery) -> str:
+    """What the status block shows: the status, "preparing" while an unpaid
+    order has no payment action yet (its payment is still being started), or
+    "queued" while its delivery waits on the backend (an operator, a reseller)."""
+    if order.status == orders.AWAITING_PAYMENT and action is None:
+        return "preparing"
+    if order.status == orders.DELIVERING and delivery is not None and delivery.status == "waiting":
+        return "queued"
+    return order.status
 
 
 def _context(order: Order) -> dict:
@@ -30,9 +35,13 @@ def _context(order: Order) -> dict:
     action = PaymentAction.from_json(payment.action) if payment and payment.action else None
     delivery = order.deliveries.first()
     provider = current_app.extensions["topup"].providers.get(order.payment_method)
-    return {"order": order, "payment_name": provider.name if provider else order.payment_method, "payment": payment, "action": action, "delivery": delivery,
-            "shown": _shown(order, action), "final": order.status in orders.FINAL,
-            "poll_seconds": POLL_SECONDS.get(order.status, 2)}
+    shown = _shown(order, action, delivery)
+    return {"order": order, "payment_name": provider.name if provider else order.payment_method,
+            "payment": payment, "action": action, "delivery": delivery,
+            "shown": shown, "final": order.status in orders.FINAL,
+            "buyer_code": (current_app.extensions["topup"].buyer_code(order)
+                           if order.status == orders.DELIVERED else None),
+            "poll_seconds": POLL_SECONDS.get(shown, 2)}
 
 
 @bp.get("/<public_id>")

@@ -12,11 +12,12 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from topup import orders
+from topup import lookups, orders
 from topup.accounts import KINDS, AccountIdInvalid
 from topup.models import Package, Product
 from topup.regions import COUNTRIES, country_from_accept_language
 from topup.web import render_for_htmx
+from topup.web.limits import limit_lookups, limit_orders
 
 bp = Blueprint("shop", __name__)
 
@@ -74,7 +75,7 @@ def check_account(product: Product, raw: str) -> dict:
     if backend is None:
         return {"id": account_id, "nickname": None, "error": failure}
     try:
-        info = backend.lookup_account(product, account_id)
+        info = lookups.lookup(backend, product, account_id)
     except Exception as exc:  # a broken backend is contained, the buyer told plainly
         registry().contain(backend.id, exc)
         return {"id": account_id, "nickname": None, "error": failure}
@@ -85,7 +86,8 @@ def check_account(product: Product, raw: str) -> dict:
 
 def _options(product: Product, country: str) -> dict:
     currency = COUNTRIES[country].currency
-    packages = [(package, package.price.money) for package in Package.priced_in(product, currency)]
+    packages = [(package, package.price.money) for package in Package.priced_in(product, currency)
+                if registry().in_stock(product, package)]
     return {"currency": currency, "packages": packages,
             "methods": registry().payment_methods(country, currency)}
 
@@ -106,6 +108,7 @@ def _product_page(product: Product, values: dict, *, account=None, errors=None, 
 
 
 @bp.get("/<slug>")
+@limit_lookups
 def product(slug):
     """The whole page. Its query string (a "Try again" link, or a partial's
     no-JS fallback) fills the form in."""
@@ -116,6 +119,7 @@ def product(slug):
 
 
 @bp.get("/<slug>/account")
+@limit_lookups
 def account(slug):
     product = _product_or_404(slug)
     if not request.htmx:
@@ -136,6 +140,7 @@ def options(slug):
 
 
 @bp.post("/<slug>")
+@limit_orders
 def buy(slug):
     product = _product_or_404(slug)
     form = request.form
@@ -160,6 +165,8 @@ def buy(slug):
                    .where(Package.id == int(values["package"])).first())
     if package is None:
         errors["package"] = _("Choose a package.")
+    elif not registry().in_stock(product, package):
+        errors["package"] = _("This package just sold out. Please choose another.")
 
     provider = registry().providers.get(values["method"])
     if provider is None or provider not in registry().payment_methods(country, currency):

@@ -1,0 +1,126 @@
+"""Account lookups are cached and rate-limited per client, so the username
+check cannot be used to hammer a reseller; Buy has its own limit."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from topup_plugins.sandbox.delivery import SandboxDelivery
+
+from tests.conftest import buy
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """Every call that reaches the backend, by username."""
+    asked = []
+    original = SandboxDelivery.lookup_account
+
+    def counting(self, product, account_id):
+        asked.append(account_id)
+        return original(self, product, account_id)
+
+    monkeypatch.setattr(SandboxDelivery, "lookup_account", counting)
+    return asked
+
+
+def check(client, username, **headers):
+    return client.get(f"/tiktok-coins/account?account={username}", headers={**HX, **headers})
+
+
+def test_a_username_checked_twice_asks_the_backend_once(client, lookups):
+    for _ in range(3):
+        assert "Maria" in check(client, "@maria.s").get_data(as_text=True)
+    client.get("/tiktok-coins?account=maria.s")  # the no-JS page shares the cache
+    assert lookups == ["maria.s"]
+
+
+def test_not_found_is_cached_briefly_and_errors_not_at_all(app, client, lookups, monkeypatch):
+    app.config["LOOKUP_NOT_FOUND_CACHE_SECONDS"] = 1
+    assert "No such account" in check(client, "nobody_here").get_data(as_text=True)
+    check(client, "nobody_here")
+    assert lookups == ["nobody_here"]
+    import time
+    time.sleep(1.1)
+    check(client, "nobody_here")
+    assert lookups == ["nobody_here", "nobody_here"]
+
+    def broken(self, product, account_id):
+        lookups.append(account_id)
+        raise TimeoutError("reseller is slow")
+
+    monkeypatch.setattr(SandboxDelivery, "lookup_account", broken)
+    for _ in range(2):
+        assert "couldn&#39;t check this account" in check(client, "flaky").get_data(as_text=True)
+    assert lookups[-2:] == ["flaky", "flaky"]
+
+
+@pytest.fixture
+def limited(config):
+    config.update(RATELIMIT_ENABLED=True, LOOKUP_RATE_LIMIT="3 per minute",
+                  ORDER_RATE_LIMIT="2 per minute")
+    return config
+
+
+def test_lookups_over_the_limit_get_429_with_a_message_in_the_partial(limited, client, lookups):
+    for name in ("a_one", "a_two", "a_three"):
+        assert check(client, name).status_code == 200
+    refused = check(client, "a_four")
+    assert refused.status_code == 429
+    assert "going a bit fast" in refused.get_data(as_text=True)
+    assert refused.headers["Retry-After"]
+    assert "a_four" not in lookups
+    # The no-JS page with ?account= draws on the same budget; without it, it is free.
+    page = client.get("/tiktok-coins?account=a_five")
+    assert page.status_code == 429 and "going a bit fast" in page.get_data(as_text=True)
+    assert client.get("/tiktok-coins").status_code == 200
+    # Another buyer (another address) is not affected.
+    assert check(client, "b_one", **{}).status_code == 429
+    other = client.get("/tiktok-coins/account?account=b_one", headers=HX,
+                       environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 200
+
+
+def test_orders_over_the_limit_get_429_and_no_order(limited, app, client):
+    from topup.models import Order
+
+    assert buy(client).status_code == 303
+    assert buy(client).status_code == 303
+    refused = buy(client)
+    assert refused.status_code == 429 and "going a bit fast" in refused.get_data(as_text=True)
+    assert Order.select().count() == 2
+
+
+@pytest.fixture
+def redis_url():
+    url = "redis://127.0.0.1:6379/15"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+def test_limits_and_cache_can_live_in_redis_shared_by_processes(limited, redis_url, tmp_path,
+                                                                 lookups, monkeypatch):
+    """Two apps (two processes' worth) share one budget and one cache through Redis."""
+    from topup import create_app
+
+    limited.update(RATELIMIT_STORAGE_URI=redis_url, LOOKUP_CACHE_URL=redis_url)
+    monkeypatch.setenv("TOPUP_INSTANCE_PATH", str(tmp_path / "instance"))
+    first, second = create_app(limited), create_app(limited)
+    from topup import demo, schema
+    with first.app_context():
+        schema.drop_all(first.extensions["topup"].pm)
+        schema.create_all(first.extensions["topup"].pm)
+        demo.seed()
+    one, two = first.test_client(), second.test_client()
+    assert check(one, "shared.name").status_code == 200
+    assert check(two, "shared.name").status_code == 200
+    assert lookups == ["shared.name"]  # the second process found it in Redis
+    assert check(one, "other.name").status_code == 200
+    assert check(two, "third.name").status_code == 429  # the budget is shared too
+    assert redis.Redis.from_url(redis_url).keys("topup:lookup:*")
