@@ -1,7 +1,9 @@
 """Sandbox delivery: every well-formed username exists (nickname made from it)
 except those beginning with "nobody"; deliveries credit a local ledger, once
 per order. Settings: delay_seconds (slow deliveries), fail_times (answer
-"retry" that many times per order first), lookup_delay_seconds."""
+"retry" that many times per order first), lookup_delay_seconds, and
+pause_after_credit_seconds (credited, but the answer not yet given: the
+window a crash test kills a worker in)."""
 from __future__ import annotations
 
 import re
@@ -58,7 +60,8 @@ class SandboxDelivery(DeliveryBackend):
             reference = f"SBX-{credit.id:06d}"
             SandboxCredit.update(credited_at=utcnow(), reference=reference).where(
                 SandboxCredit.id == credit.id).execute()
-            return DeliveryResult("delivered", reference=reference)
+        time.sleep(float(self.settings.get("pause_after_credit_seconds", 0)))
+        return DeliveryResult("delivered", reference=reference)
 
     def fetch_status(self, delivery) -> DeliveryResult | None:
         credit = SandboxCredit.get_or_none(SandboxCredit.order_ref == delivery.order.public_id)
