@@ -123,6 +123,19 @@ def test_secrets_come_from_the_environment(config, tmp_path, monkeypatch):
     assert app.extensions["topup"].providers["sandbox"].secret == "from-env"
 
 
+def test_secrets_inside_lists_and_nested_settings_come_from_the_environment(monkeypatch):
+    from topup.config import resolve_secrets
+
+    monkeypatch.setenv("KEY_NEW", "new")
+    monkeypatch.setenv("KEY_OLD", "old")
+    settings = {"keys": [{"$env": "KEY_NEW"}, {"$env": "KEY_OLD"}],
+                "fee_fixed": {"BRL": 50}, "nested": {"token": {"$env": "KEY_NEW"}}}
+    assert resolve_secrets(settings) == {"keys": ["new", "old"], "fee_fixed": {"BRL": 50},
+                                         "nested": {"token": "new"}}
+    with pytest.raises(KeyError, match="nested.token.*NO_SUCH_VARIABLE"):
+        resolve_secrets({"nested": {"token": {"$env": "NO_SUCH_VARIABLE"}}})
+
+
 def test_lookup_backend_failure_is_a_clear_message_not_an_error(app, client):
     registry = app.extensions["topup"]
 

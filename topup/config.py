@@ -73,12 +73,18 @@ def load(app, test_config: dict | None) -> None:
 
 
 def resolve_secrets(settings: dict) -> dict:
-    """Replace {"$env": "NAME"} values by the environment variable NAME."""
-    resolved = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and set(value) == {"$env"}:
-            if value["$env"] not in os.environ:
-                raise KeyError(f"setting {key!r} needs environment variable {value['$env']}")
-            value = os.environ[value["$env"]]
-        resolved[key] = value
-    return resolved
+    """Replace {"$env": "NAME"} values, at any depth (in dicts and lists), by
+    the environment variable NAME."""
+    return {key: _resolve(value, key) for key, value in settings.items()}
+
+
+def _resolve(value, key):
+    if isinstance(value, dict) and set(value) == {"$env"}:
+        if value["$env"] not in os.environ:
+            raise KeyError(f"setting {key!r} needs environment variable {value['$env']}")
+        return os.environ[value["$env"]]
+    if isinstance(value, dict):
+        return {name: _resolve(item, f"{key}.{name}") for name, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, key) for item in value]
+    return value
