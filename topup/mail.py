@@ -32,8 +32,10 @@ def send(to: str, subject: str, text: str, html: str | None = None,
     message["From"] = config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
-    message["Message-ID"] = make_msgid(domain=config["MAIL_FROM"].rpartition("@")[2].strip(">") or None)
-    for name, value in (headers or {}).items():
+    headers = dict(headers or {})  # a caller's stable Message-ID lets mail clients spot a resend
+    message["Message-ID"] = headers.pop("Message-ID", None) or make_msgid(
+        domain=config["MAIL_FROM"].rpartition("@")[2].strip(">") or None)
+    for name, value in headers.items():
         message[name] = value
     message.set_content(text)
     if html is not None:
