@@ -321,3 +321,25 @@ def queue(backend):
         click.echo(f"{paid.public_id}  {paid.quantity} {paid.product.unit} -> {paid.account_id}"
                    f"  (paid {delivery.created_at:%Y-%m-%d %H:%M} UTC)")
     click.echo(f"{len(rows)} waiting on {backend}")
+
+
+@main.command("admin-link")
+@click.option("--email", "subject", required=True,
+              help="Who signs in (recorded as the actor of their actions).")
+@click.option("--minutes", default=None, type=click.IntRange(1, 60),
+              help="How long the link works (default: ADMIN_LINK_SECONDS).")
+@with_appcontext
+def admin_link(subject, minutes):
+    """Print a one-time operator sign-in link: no identity provider or password needed."""
+    from flask import url_for
+
+    from topup.web.auth import create_link
+
+    _require_ready()
+    token = create_link(subject, minutes * 60 if minutes else None)
+    base = current_app.config.get("PUBLIC_URL") or "http://127.0.0.1:8080"
+    with current_app.test_request_context(base_url=base):
+        url = url_for("auth.link", token=token, _external=True)
+    click.echo(url)
+    seconds = minutes * 60 if minutes else current_app.config["ADMIN_LINK_SECONDS"]
+    click.echo(f"Open it within {seconds // 60} minute(s); it works once.", err=True)

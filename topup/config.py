@@ -53,6 +53,12 @@ class Defaults:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
     PROXY_FIX_X_FOR = 0  # how many reverse proxies set X-Forwarded-For in front of topup
+    # Operators: who may enter /admin (e-mail addresses, or "sub:<subject>" for
+    # an identity provider that gives no e-mail), and how long a sign-in lasts.
+    ADMIN_OPERATORS = []
+    ADMIN_SESSION_IDLE_SECONDS = 30 * 60
+    ADMIN_SESSION_MAX_SECONDS = 12 * 3600
+    ADMIN_LINK_SECONDS = 10 * 60
     # Cookies and forms.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -12,7 +12,7 @@ from peewee import (
 from topup.db import database
 from topup.money import Money
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -171,5 +171,24 @@ class OrderEvent(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class SignInSession(BaseModel):
+    """A signed-in person, server side: the cookie holds only a random token
+    (its SHA-256 is stored), so signing out or expiry ends it everywhere."""
+    token_hash = CharField(unique=True)
+    subject = CharField()  # an e-mail address, or "sub:<issuer subject>"
+    role = CharField()  # "operator" or "buyer"
+    method = CharField()  # how they signed in: "oidc" or "link"
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+
+
+class SignInLink(BaseModel):
+    """A one-time, short-lived operator sign-in link (`topup admin-link`)."""
+    token_hash = CharField(unique=True)
+    subject = CharField()
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)
+
+
 CORE_MODELS = [SchemaVersion, Product, Package, Price, Order, Payment, Delivery,
-               WebhookEvent, OrderEvent]
+               WebhookEvent, OrderEvent, SignInSession, SignInLink]

@@ -28,7 +28,13 @@ def _add_payment_checked_at(db):
     _add_column(db, Payment, "checked_at")
 
 
-MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at}  # version -> function(database) that reaches it
+def _add_sign_in_tables(db):
+    """4: server-side sign-in sessions and one-time operator links."""
+    from topup.models import SignInLink, SignInSession
+    db.create_tables([SignInSession, SignInLink], safe=True)
+
+
+MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at, 4: _add_sign_in_tables}  # version -> function(database) that reaches it
 
 
 def all_models(pm) -> list:
