@@ -7,7 +7,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 from topup import create_app, schema
 from topup.cli import main
 from topup.db import database, is_sqlite
-from topup.models import Order, Price, SchemaVersion, SignInLink, SignInSession, utcnow
+from topup.models import (Order, Price, SchemaVersion, SignInLink, SignInSession,
+                          WorkerHeartbeat, utcnow)
 from topup.money import Money
 
 from tests.conftest import buy, package_id, place_order
@@ -60,7 +61,7 @@ def test_migrating_a_version_1_database_brings_it_to_the_current_schema(app, cli
     if is_sqlite():  # SQLite drops columns by copying tables; keep payments through the copy
         database.pragma("foreign_keys", 0)
     migrate(migrator.drop_column("order", "fee"), migrator.drop_column("payment", "checked_at"))
-    database.drop_tables([SignInSession, SignInLink])
+    database.drop_tables([SignInSession, SignInLink, WorkerHeartbeat])
     if is_sqlite():
         database.pragma("foreign_keys", 1)
     assert database.execute_sql("SELECT count(*) FROM payment").fetchone()[0] == 1

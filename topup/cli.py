@@ -343,3 +343,28 @@ def admin_link(subject, minutes):
     click.echo(url)
     seconds = minutes * 60 if minutes else current_app.config["ADMIN_LINK_SECONDS"]
     click.echo(f"Open it within {seconds // 60} minute(s); it works once.", err=True)
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
+def backup(destination):
+    """Copy the SQLite database to DESTINATION, consistently, while the shop runs.
+
+    Uses SQLite's online backup API (readers and writers carry on). For
+    Postgres, use pg_dump (see the README's Operating section)."""
+    import sqlite3
+
+    from topup.db import database, is_sqlite
+
+    if not is_sqlite():
+        raise click.ClickException("The database is Postgres: back it up with pg_dump, e.g. "
+                                   "`pg_dump --format=custom --file=topup.dump <database>`.")
+    target = Path(destination)
+    if target.exists():
+        raise click.ClickException(f"{target} exists; choose a new file.")
+    partial = target.with_name(target.name + ".partial")
+    with sqlite3.connect(partial) as copy:
+        database.connection().backup(copy)
+    partial.rename(target)  # only a complete copy gets the name asked for
+    click.echo(f"Backed up {display_url(current_app.config['DATABASE_URL'])} to {target}")

@@ -59,6 +59,8 @@ class Defaults:
     ADMIN_SESSION_IDLE_SECONDS = 30 * 60
     ADMIN_SESSION_MAX_SECONDS = 12 * 3600
     ADMIN_LINK_SECONDS = 10 * 60
+    # /metrics: loopback only, or anyone presenting this bearer token.
+    METRICS_TOKEN = None
     # Cookies and forms.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

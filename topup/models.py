@@ -190,5 +190,11 @@ class SignInLink(BaseModel):
     used_at = DateTimeField(null=True)
 
 
+class WorkerHeartbeat(BaseModel):
+    """Each worker process says it is alive (for /healthz and `topup reconcile`)."""
+    name = CharField(unique=True)  # host:pid
+    seen_at = DateTimeField(default=utcnow)
+
+
 CORE_MODELS = [SchemaVersion, Product, Package, Price, Order, Payment, Delivery,
-               WebhookEvent, OrderEvent, SignInSession, SignInLink]
+               WebhookEvent, OrderEvent, SignInSession, SignInLink, WorkerHeartbeat]

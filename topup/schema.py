@@ -29,9 +29,9 @@ def _add_payment_checked_at(db):
 
 
 def _add_sign_in_tables(db):
-    """4: server-side sign-in sessions and one-time operator links."""
-    from topup.models import SignInLink, SignInSession
-    db.create_tables([SignInSession, SignInLink], safe=True)
+    """4: server-side sign-in sessions, one-time operator links, worker heartbeats."""
+    from topup.models import SignInLink, SignInSession, WorkerHeartbeat
+    db.create_tables([SignInSession, SignInLink, WorkerHeartbeat], safe=True)
 
 
 MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at, 4: _add_sign_in_tables}  # version -> function(database) that reaches it

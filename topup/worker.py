@@ -6,11 +6,15 @@ processes; any number of them may share one database.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+from datetime import timedelta
 
 from topup import orders
 from topup.delivery import DeliveryResult
+from topup.models import WorkerHeartbeat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,15 @@ def deliver_once(app) -> bool:
         return True
 
 
+def beat() -> None:
+    """Record that this worker process is alive (one row per host:pid)."""
+    name = f"{socket.gethostname()}:{os.getpid()}"[:200]
+    (WorkerHeartbeat.insert(name=name, seen_at=utcnow())
+     .on_conflict(conflict_target=[WorkerHeartbeat.name], update={WorkerHeartbeat.seen_at: utcnow()})
+     .execute())
+    WorkerHeartbeat.delete().where(WorkerHeartbeat.seen_at < utcnow() - timedelta(days=1)).execute()
+
+
 def sweep(app) -> None:
     """Periodic housekeeping: close orders nobody paid, re-ask providers about
     payments whose webhook may be lost, and let plugins do their periodic work."""
@@ -49,6 +62,7 @@ def sweep(app) -> None:
         if count:
             log.info("expired %d unpaid order(s)", count)
         reconcile.payments()
+        beat()
         registry = app.extensions["topup"]
         for impl in registry.pm.hook.housekeeping.get_hookimpls():
             try:

@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from topup import orders
 from topup.payments import WebhookRejected
+from topup.web.ops import WEBHOOK_REJECTS
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def receive(provider_id):
         events = provider.parse_webhook(request)
     except WebhookRejected as rejected:
         log.warning("rejected %s webhook from %s: %s", provider_id, request.remote_addr, rejected)
+        WEBHOOK_REJECTS.labels(provider_id).inc()
         return {"error": "rejected", "reason": str(rejected)}, 400
     except HTTPException:  # e.g. 413: the request's fault, not the plugin's
         raise
