@@ -3,18 +3,12 @@ each sent exactly once through a real SMTP server on loopback, retried by
 housekeeping when that server is down."""
 from __future__ import annotations
 
-import asyncio
-import email
-import email.message
-import email.policy
 import logging
 import re
-import socket
 import threading
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from topup import orders, worker
 from topup.models import Delivery, Order, Payment, utcnow
@@ -25,48 +19,15 @@ from topup_plugins.receipts.models import ReceiptMail
 from topup_plugins.sandbox.delivery import SandboxDelivery
 
 from tests.conftest import place_order, sandbox_event, signed_headers
+from tests.smtp import Inbox, free_port
 
 BUYER = "buyer@example.com"
 PASSWORD = "smtp-pass-never-logged"
 
 
-class Inbox:
-    """A real SMTP server on loopback that keeps what it is sent. Not started
-    until start(): until then its port refuses connections (a server down)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-        self.delay = 0.0  # seconds each DATA takes: widens race windows
-        self.controller = None
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(
-            envelope.original_content, policy=email.policy.default)))
-        return "250 OK"
-
-    def start(self) -> Inbox:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    def received(self) -> list[email.message.EmailMessage]:
-        return [message for _, message in self.messages]
-
-
 @pytest.fixture
 def smtp_port() -> int:
-    """A free loopback port (Controller's ready check cannot use port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import logging
 import socket
 
 import pytest
-from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 from peewee import IntegrityError
 
@@ -19,6 +18,7 @@ from topup_plugins.vouchers.crypto import Vault
 from topup_plugins.vouchers.models import VoucherCode, VoucherStockAlert
 
 from tests.conftest import place_order
+from tests.smtp import Inbox
 from tests.test_worker import delivery_of, paid_orders, run_threads, status
 
 KEY = Fernet.generate_key().decode()
@@ -325,30 +325,11 @@ def test_low_stock_is_warned_once_per_crossing(app, vouchers, client, runner, st
     assert line.split() == ["tiktok-coins", "350", "0", "0", "LOW"]
 
 
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, envelope.content.decode()))
-        return "250 OK"
-
-
-class LoopbackSMTP(Controller):
-    """Listens on a free port (port 0); aiosmtpd's self-test needs the real one."""
-
-    def _trigger_server(self):
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 @pytest.fixture
 def inbox(config):
-    handler = Inbox()
-    server = LoopbackSMTP(handler, hostname="127.0.0.1", port=0)
-    server.start()
-    config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=server.port, SMTP_SECURITY="none")
-    yield handler
+    server = Inbox().start()
+    config.update(server.config())
+    yield server
     server.stop()
 
 
@@ -380,7 +361,8 @@ def test_low_stock_is_mailed_once_per_crossing_and_retried_after_a_failure(
     del app.extensions["topup"].errors["vouchers"]
     sweep(app)
     sweep(app)
-    [(to, message)] = inbox.messages
+    [(to, parsed)] = inbox.messages
+    message = parsed.as_string()
     assert to == ["ops@example.com"]
     assert "Subject: Low voucher stock: TikTok Coins 70" in message
     assert f"TikTok Coins 70: {LOW - 1} free code(s) left" in message

@@ -2,7 +2,6 @@
 check cannot be used to hammer a reseller; Buy has its own limit."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import redis

@@ -5,7 +5,6 @@ import sqlite3
 import threading
 from datetime import timedelta
 
-import pytest
 
 from topup import worker
 from topup.cli import main
