@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres install install-test browser clean
+.PHONY: run test test-sqlite test-postgres install install-test browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test-sqlite:
 
 test-postgres:
 	TOPUP_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+# Numbers, not tests: wrk on loopback (apt-get install -y wrk).
+bench: install
+	$(BIN)/python bench/throughput
 
 clean:
 	rm -rf $(VENV) *.egg-info
