@@ -15,7 +15,7 @@ import pytest
 import waitress.server
 
 from topup import create_app
-from topup.db import database
+from topup.db import close_all, database
 from topup.models import Order, Package
 from topup_plugins.sandbox import signing
 
@@ -56,8 +56,7 @@ def app(config, tmp_path, monkeypatch):
         schema.create_all(pm)
         demo.seed()
     yield app
-    if not database.is_closed():
-        database.close()
+    close_all()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 SQLite (the embedded default) runs in WAL mode and every transaction begins
 IMMEDIATE, so writers queue on the lock instead of failing half-way.
+Connections are pooled (playhouse.pool): a request borrows one and gives it
+back at teardown, instead of connecting (and setting pragmas) every time.
 """
 from __future__ import annotations
 
@@ -18,10 +20,26 @@ SQLITE_PRAGMAS = {
 }
 
 
+POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
+
+
 def open_database(url: str):
-    if url.startswith("sqlite"):
-        return connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
-    return connect(url)
+    scheme, sep, rest = url.partition("://")
+    if "+" not in scheme:
+        url = f"{scheme}+pool{sep}{rest}"
+    if scheme.startswith("sqlite"):
+        # A pooled connection moves between threads, one at a time.
+        return connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
+                       check_same_thread=False, **POOL)
+    return connect(url, **POOL)
+
+
+def close_all() -> None:
+    """Close every pooled connection (tests, and processes that re-point the proxy)."""
+    if not database.is_closed():
+        database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
 
 
 def is_sqlite() -> bool:

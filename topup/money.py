@@ -6,6 +6,7 @@ the decimal amounts people read.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,14 +53,20 @@ class Money:
     def format(self, locale: str = "en") -> str:
         """Locale-aware text. Whole amounts in currencies paid without cents
         (IDR, VND, ...) drop the zero fraction: "Rp15.000", not "Rp15.000,00"."""
-        value = self.to_decimal()
-        if value == value.to_integral_value() and _cash_digits(self.currency) == 0:
-            standard = Locale.parse(locale).currency_formats["standard"].pattern
-            whole = re.sub(r"\.[0#]+", "", standard)
-            return format_currency(value, self.currency, format=whole, locale=locale,
-                                   currency_digits=False)
-        return format_currency(value, self.currency, locale=locale)
+        return _formatted(self.amount, self.currency, str(locale))
 
     def __str__(self) -> str:
         return self.format()
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(amount: int, currency: str, locale: str) -> str:
+    """Babel's formatting is slow and a catalog shows the same prices all day: cached."""
+    value = Decimal(amount).scaleb(-digits(currency))
+    if value == value.to_integral_value() and _cash_digits(currency) == 0:
+        standard = Locale.parse(locale).currency_formats["standard"].pattern
+        whole = re.sub(r"\.[0#]+", "", standard)
+        return format_currency(value, currency, format=whole, locale=locale,
+                               currency_digits=False)
+    return format_currency(value, currency, locale=locale)
 
