@@ -171,3 +171,28 @@ def test_notify_url_without_a_secret_is_a_reported_misconfiguration(config, tmp_
 
 
 
+
+
+def test_the_operator_can_be_told_by_e_mail(config, manual_product, receiver):
+    from topup import create_app
+    from tests.smtp import Inbox
+
+    inbox = Inbox().start()
+    try:
+        config.update(inbox.config(), MAIL_FROM="shop@coins.example")
+        config["PLUGINS"]["manual"] = {"notify_email": "ops@coins.example"}
+        app = create_app(config)
+        client = app.test_client()
+        with app.app_context():
+            order = place_order(client, account="@mail.me")
+        pay(app, order)
+        assert worker.deliver_once(app)
+        [(to, message)] = inbox.messages
+        assert to == ["ops@coins.example"]
+        assert message["Subject"] == f"To deliver: {order.quantity} coins to mail.me"
+        body = message.get_content()
+        assert f"topup order delivered {order.public_id} --reference" in body
+        assert message["Auto-Submitted"] == "auto-generated"
+        assert receiver.bodies == []  # no webhook configured this time
+    finally:
+        inbox.stop()
