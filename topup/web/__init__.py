@@ -64,6 +64,10 @@ def init_app(app) -> None:
                 "\x00" in value for value in request.form.values()):
             abort(400, "The form contains characters we can't accept.")
 
+    from topup.web.compression import compress_response
+
+    app.after_request(compress_response)
+
     @app.after_request
     def security_headers(response):
         headers = response.headers

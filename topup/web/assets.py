@@ -1,7 +1,9 @@
 """Static files under fingerprinted names, cached for a year and never revalidated.
 
 `asset("htmx.min.js")` in a template gives /static/htmx.min.<hash>.js; a new
-file content gives a new URL, so caches never serve a stale script.
+file content gives a new URL, so caches never serve a stale script. Each file
+is read once and its brotli and gzip forms made once (at the highest level),
+then served from memory.
 """
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ import hashlib
 import re
 from pathlib import Path
 
-from flask import Blueprint, abort, send_from_directory, url_for
+import mimetypes
+from functools import lru_cache
+
+from flask import Blueprint, Response, abort, request, url_for
+
+from topup.web import compression
 
 FINGERPRINTED = re.compile(r"^(?P<stem>.+)\.(?P<digest>[0-9a-f]{10})(?P<suffix>\.[a-z0-9]+)$")
 YEAR = 365 * 24 * 3600
@@ -37,7 +44,19 @@ class Assets:
         name = match["stem"] + match["suffix"]
         if self.digests.get(name) != match["digest"]:
             abort(404)
-        response = send_from_directory(self.folder, name, max_age=YEAR)
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        encoding = (compression.preferred(request.headers.get("Accept-Encoding"))
+                    if mimetype in compression.COMPRESSIBLE else None)
+        response = Response(self._body(name, encoding), mimetype=mimetype)
+        if encoding:
+            response.headers["Content-Encoding"] = encoding
+        response.vary.add("Accept-Encoding")
+        response.cache_control.max_age = YEAR
         response.cache_control.immutable = True
         response.cache_control.public = True
         return response
+
+    @lru_cache(maxsize=None)
+    def _body(self, name: str, encoding: str | None) -> bytes:
+        data = (self.folder / name).read_bytes()
+        return compression.compress(data, encoding, compression.STATIC[encoding]) if encoding else data

@@ -1,0 +1,52 @@
+"""Compression, since waitress has none: brotli when the browser accepts it,
+else gzip. Pages are compressed per response at a cheap level (the 14 KB
+first-window budget is about bytes, not CPU); static files are compressed
+once at the highest level and kept in memory (see topup.web.assets)."""
+from __future__ import annotations
+
+import gzip
+
+import brotli
+from flask import request
+
+COMPRESSIBLE = frozenset({"text/html", "text/css", "text/javascript", "application/javascript",
+                          "image/svg+xml", "application/json", "text/plain", "text/csv"})
+MIN_SIZE = 256  # smaller bodies gain nothing after headers
+DYNAMIC = {"br": 4, "gzip": 6}
+STATIC = {"br": 11, "gzip": 9}
+
+
+def preferred(accept_encoding: str | None) -> str | None:
+    """"br" or "gzip" if the client accepts it (q > 0), br first."""
+    accepted = set()
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.strip().partition(";")
+        if params.strip().replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            continue
+        accepted.add(name.strip().lower())
+    for encoding in ("br", "gzip"):
+        if encoding in accepted:
+            return encoding
+    return None
+
+
+def compress(data: bytes, encoding: str, level: int) -> bytes:
+    if encoding == "br":
+        return brotli.compress(data, quality=level)
+    return gzip.compress(data, compresslevel=level, mtime=0)
+
+
+def compress_response(response):
+    """after_request: compress a buffered, compressible answer in place."""
+    response.vary.add("Accept-Encoding")
+    if (response.direct_passthrough or response.is_streamed
+            or "Content-Encoding" in response.headers
+            or response.mimetype not in COMPRESSIBLE):
+        return response
+    encoding = preferred(request.headers.get("Accept-Encoding"))
+    data = response.get_data()
+    if encoding is None or len(data) < MIN_SIZE:
+        return response
+    response.set_data(compress(data, encoding, DYNAMIC[encoding]))
+    response.headers["Content-Encoding"] = encoding
+    return response
