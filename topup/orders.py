@@ -450,3 +450,125 @@ def delivery_queue(backend: str):
     return (Delivery.select(Delivery, Order).join(Order)
             .where(Delivery.backend == backend, Delivery.status == "waiting")
             .order_by(Delivery.created_at))
+
+
+# --- operator actions: money -----------------------------------------------------
+# Paying by hand, canceling and refunding. Like the delivery actions above, each
+# names the operator (actor) in the order's timeline.
+
+OPEN_PAYMENT = ("created", "started", "pending")
+
+
+def _received_payment(order: Order) -> Payment | None:
+    """The order's newest payment whose money arrived, if any."""
+    return (Payment.select().where(Payment.order == order.id, Payment.status == "succeeded")
+            .order_by(Payment.id.desc()).first())
+
+
+def _stop_delivery(delivery: Delivery | None) -> None:
+    """No delivery for an order that will not be delivered. A row a worker is
+    working on is left alone: its answer is still recorded, truthfully."""
+    if delivery is not None and delivery.status in ("pending", "waiting"):
+        _update_delivery(delivery, "canceled")
+
+
+def mark_paid(order: Order, reference: str, actor: str) -> Order:
+    """The money arrived where no provider tells us (a bank transfer, a QR
+    code): the operator saw it and gives the bank's reference; the order is
+    delivered like one paid by webhook. An order already closed (expired,
+    failed, canceled) goes through needs_attention, as TRANSITIONS say."""
+    reference = reference.strip()[:100]
+    if not reference:
+        raise OrderRefused("Give the bank reference of the money you received.")
+    with database.atomic():
+        delivery, order = _locked_delivery(order)
+        if delivery is not None:
+            raise OrderRefused("This order was marked paid already: retry or mark its "
+                               "delivery instead.")
+        if PAID in TRANSITIONS[order.status]:
+            via = []
+        elif order.status in (EXPIRED, FAILED, CANCELED):
+            via = [NEEDS_ATTENTION]
+        else:
+            raise OrderRefused(f"An order that is {order.status.replace('_', ' ')} "
+                               "cannot be marked paid.")
+        payment = order.latest_payment()
+        if payment is None:  # every order gets one at checkout; heal a missing one
+            payment = Payment.create(order=order, provider=order.payment_method,
+                                     amount=order.amount, currency=order.currency)
+        if payment.status == "refunded":
+            raise OrderRefused("This order's payment was refunded: it cannot be marked paid.")
+        if payment.status != "succeeded":
+            _set_payment_status(payment, "succeeded")
+        for step in via:
+            _transition(order, step, f"Money arrived after the order was {order.status}",
+                        actor=actor)
+        _transition(order, PAID, f"Marked paid by hand, bank reference {reference}", actor=actor)
+        Delivery.create(order=order, backend=order.product.delivery_backend)
+    return order
+
+
+def cancel(order: Order, reason: str, actor: str) -> Order:
+    """Close an order nobody will pay (a duplicate, the buyer changed their
+    mind), or a needs-attention one no money came for. Money received is
+    refunded instead, so no paid order is ever just closed."""
+    reason = reason.strip()[:500]
+    if not reason:
+        raise OrderRefused("Say why the order is canceled.")
+    with database.atomic():
+        delivery, order = _locked_delivery(order)
+        if order.status not in (AWAITING_PAYMENT, NEEDS_ATTENTION):
+            raise OrderRefused(f"An order that is {order.status.replace('_', ' ')} "
+                               "cannot be canceled.")
+        if _received_payment(order) is not None:
+            raise OrderRefused("Money was received for this order: refund it instead.")
+        for payment in order.payments.where(Payment.status.in_(OPEN_PAYMENT)):
+            _set_payment_status(payment, "canceled")
+        _stop_delivery(delivery)
+        _transition(order, CANCELED, f"Canceled: {reason}", actor=actor)
+    return order
+
+
+def refund(order: Order, actor: str, reason: str) -> Order:
+    """Give the buyer's money back. A provider that can refund is asked to
+    (outside any transaction: it may be slow) and its answer is applied like
+    a webhook, so its own later webhook changes nothing; otherwise the
+    operator sent the money back themselves and this records it."""
+    reason = reason.strip()[:500]
+    if not reason:
+        raise OrderRefused("Say why the order is refunded.")
+    registry = current_app.extensions["topup"]
+    with database.atomic():
+        delivery, locked = _locked_delivery(order)
+        if REFUNDED not in TRANSITIONS[locked.status]:
+            raise OrderRefused(f"An order that is {locked.status.replace('_', ' ')} "
+                               "cannot be refunded.")
+        payment = _received_payment(locked)
+        if payment is None:
+            raise OrderRefused("No money was received for this order: cancel it instead.")
+        provider = registry.providers.get(payment.provider)
+        if provider is None or not provider.supports_refund:
+            _set_payment_status(payment, "refunded")
+            _stop_delivery(delivery)
+            _transition(locked, REFUNDED, f"Refunded by hand: {reason}", actor=actor)
+            return locked
+        _event(locked, "refund", f"Refund asked of {provider.name}: {reason}", actor=actor)
+    try:
+        answer = provider.refund(payment)
+    except Exception as exc:  # declined or down: nothing changed, the operator is told
+        log.warning("%s could not refund payment %s", provider.id, payment.provider_ref,
+                    exc_info=exc)
+        problem = f"{provider.name} could not refund: {type(exc).__name__}: {exc}"[:500]
+        with database.atomic():
+            _event(_locked(order.id), "refund", problem, actor=actor)
+        raise OrderRefused(f"{problem}. Nothing was changed.") from exc
+    outcome = apply_payment_event(provider.id, answer)
+    with database.atomic():
+        delivery, locked = _locked_delivery(order)
+        if locked.status == REFUNDED:
+            _stop_delivery(delivery)
+            return locked
+        problem = (f"{provider.name} answered the refund with {answer.kind} ({outcome}); "
+                   f"the order is still {locked.status.replace('_', ' ')}")
+        _event(locked, "refund", problem, actor=actor)
+    raise OrderRefused(f"{problem}. Check the payment in {provider.name}.")
