@@ -17,6 +17,7 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	npm ci --silent --no-audit --no-fund --prefix tests/oidc  # the OpenID provider the tests sign in at
 
 run: install
 	$(BIN)/topup init --demo

@@ -30,7 +30,7 @@ def render_for_htmx(partial: str, page: str, status: int = 200, **context):
 
 
 def init_app(app) -> None:
-    from topup.web import admin, auth, limits, ops, orders, qr, shop, webhooks
+    from topup.web import admin, auth, limits, oidc, ops, orders, qr, shop, webhooks
 
     limits.init_app(app)
 
@@ -41,6 +41,7 @@ def init_app(app) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
+    oidc.init_app(app)  # sign-in with identity providers, and the buyer's /account
     app.register_blueprint(shop.bp)  # last: its /<slug> route is the catch-all
     app.extensions["csrf"].exempt(webhooks.bp)
 

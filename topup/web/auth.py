@@ -75,9 +75,16 @@ def end_session() -> None:
 
 
 def current_operator() -> str | None:
-    """The signed-in operator's subject (e-mail or "sub:..."), if any."""
+    """The signed-in operator's subject (e-mail or "sub:..."), if any. An
+    identity-provider sign-in must still be on ADMIN_OPERATORS: taking someone
+    off the list ends their admin access at their next click. (A one-time link
+    was made on the server by someone with a shell there: it is its own proof.)"""
     row = current_session()
-    return row.subject if row is not None and row.role == "operator" else None
+    if row is None or row.role != "operator":
+        return None
+    if row.method == "oidc" and not is_operator(row.subject):
+        return None
+    return row.subject
 
 
 def is_operator(subject: str) -> bool:
