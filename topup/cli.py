@@ -307,6 +307,39 @@ def order_retry(public_id):
     _act(lambda: orders.retry_delivery(_order_or_fail(public_id), _operator()))
 
 
+@order.command("paid")
+@click.argument("public_id")
+@click.option("--reference", required=True, help="The bank's reference for the money received.")
+@with_appcontext
+def order_paid(public_id, reference):
+    """Mark an order paid by hand (money seen in the bank): it is then delivered."""
+    from topup import orders
+
+    _act(lambda: orders.mark_paid(_order_or_fail(public_id), reference, _operator()))
+
+
+@order.command("cancel")
+@click.argument("public_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def order_cancel(public_id, reason):
+    """Cancel an unpaid (or needs-attention, unpaid) order."""
+    from topup import orders
+
+    _act(lambda: orders.cancel(_order_or_fail(public_id), reason, _operator()))
+
+
+@order.command("refund")
+@click.argument("public_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def order_refund(public_id, reason):
+    """Refund a paid order: through the provider if it can, else recorded as done by hand."""
+    from topup import orders
+
+    _act(lambda: orders.refund(_order_or_fail(public_id), _operator(), reason))
+
+
 @main.command()
 @click.argument("backend", default="manual")
 @with_appcontext

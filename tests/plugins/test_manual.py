@@ -196,3 +196,26 @@ def test_the_operator_can_be_told_by_e_mail(config, manual_product, receiver):
         assert receiver.bodies == []  # no webhook configured this time
     finally:
         inbox.stop()
+
+
+def test_money_actions_from_the_command_line(app, client, manual_product):
+    """A bank transfer seen by the operator: paid by hand, then refunded; another canceled."""
+    runner = app.test_cli_runner()
+    with app.app_context():
+        transfer, abandoned = place_order(client), place_order(client)
+    paid = runner.invoke(main, ["order", "paid", transfer.public_id, "--reference", "BANK-991"])
+    assert paid.exit_code == 0, paid.output
+    assert fresh(transfer).status == orders.PAID
+    assert Delivery.select().where(Delivery.order == transfer.id).count() == 1
+    refunded = runner.invoke(main, ["order", "refund", transfer.public_id, "--reason", "buyer asked"])
+    assert refunded.exit_code == 0, refunded.output
+    assert fresh(transfer).status == orders.REFUNDED
+    canceled = runner.invoke(main, ["order", "cancel", abandoned.public_id, "--reason", "duplicate"])
+    assert canceled.exit_code == 0 and fresh(abandoned).status == orders.CANCELED
+    again = runner.invoke(main, ["order", "cancel", abandoned.public_id, "--reason", "twice"])
+    assert again.exit_code == 1 and again.output.startswith("Error:")
+    actors = {event.actor for event in OrderEvent.select().where(
+        OrderEvent.order.in_([transfer.id, abandoned.id]), OrderEvent.kind == "status",
+        OrderEvent.from_status.is_null(False))}
+    assert all(actor.startswith("cli:") or actor == "system" for actor in actors)
+    assert any(actor.startswith("cli:") for actor in actors)
