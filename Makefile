@@ -16,7 +16,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e plugins/examples/topup-spei
 	npm ci --silent --no-audit --no-fund --prefix tests/oidc  # the OpenID provider the tests sign in at
 
 run: install

@@ -7,6 +7,7 @@ pm.register(module, name) path as everyone else, so they can be disabled by name
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 from pathlib import Path
@@ -46,6 +47,9 @@ def get_plugin_manager(disabled=(), instance_path: str | None = None) -> pluggy.
     for name, module in DEFAULT_PLUGINS.items():
         if not pm.is_blocked(name):
             pm.register(importlib.import_module(module), name)
+    for ep in importlib.metadata.entry_points(group="topup"):  # "too new" before "unknown hook"
+        if not pm.is_blocked(ep.name) and not pm.has_plugin(ep.name):
+            check_hook_api(ep.name, ep.load())
     pm.load_setuptools_entrypoints("topup")
     if instance_path:
         for path in sorted(Path(instance_path, "plugins").glob("*.py")):
@@ -54,9 +58,29 @@ def get_plugin_manager(disabled=(), instance_path: str | None = None) -> pluggy.
             spec = importlib.util.spec_from_file_location(f"topup_instance_plugins.{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
+            check_hook_api(path.stem, module)
             pm.register(module, path.stem)
     pm.check_pending()  # a misspelt hook name fails here, loudly
     return pm
+
+
+class PluginIncompatible(Exception):
+    """A plugin was written for a newer hook API than this topup has."""
+
+
+def check_hook_api(name: str, plugin) -> None:
+    """Refuse a plugin declaring TOPUP_HOOK_API above ours: it may rely on
+    hooks, hook arguments or contract changes this topup does not have."""
+    wanted = getattr(plugin, "TOPUP_HOOK_API", None)
+    if wanted is None:
+        return
+    if type(wanted) is not int:
+        raise PluginIncompatible(f"plugin {name}: TOPUP_HOOK_API must be an int, not {wanted!r}")
+    if wanted > hookspecs.HOOK_API_VERSION:
+        raise PluginIncompatible(
+            f"plugin {name} needs topup hook API {wanted}, but this topup has "
+            f"{hookspecs.HOOK_API_VERSION}: upgrade topup, or install an older version of "
+            "the plugin, or disable it (DISABLED_PLUGINS)")
 
 
 class Registry:
