@@ -174,24 +174,11 @@ def worker(threads):
 @with_appcontext
 def plugins(as_json):
     """List loaded plugins, the hooks each implements, and what they provide."""
+    from topup.plugins import report as plugins_report
+
     registry = _registry()
-    pm = registry.pm
-    rows = []
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
-        if plugin is None:
-            continue
-        dist = dists.get(id(plugin))
-        rows.append({
-            "name": name,
-            "version": dist.version if dist else None,
-            "hooks": sorted(impl.name for impl in pm.get_hookcallers(plugin) or ()),
-        })
-    blocked = sorted(name for name, plugin in pm.list_name_plugin() if plugin is None)
-    report = {"plugins": rows, "disabled": blocked,
-              "payment_providers": sorted(registry.providers),
-              "delivery_backends": sorted(registry.backends), "errors": registry.errors,
-              "not_configured": registry.not_configured}
+    report = plugins_report(registry)
+    rows, blocked = report["plugins"], report["disabled"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

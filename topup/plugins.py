@@ -83,6 +83,24 @@ def check_hook_api(name: str, plugin) -> None:
             "the plugin, or disable it (DISABLED_PLUGINS)")
 
 
+def report(registry) -> dict:
+    """What is loaded, for `topup plugins` and the admin: never settings (they hold secrets)."""
+    pm = registry.pm
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        rows.append({"name": name, "version": dist.version if dist else None,
+                     "hooks": sorted(impl.name for impl in pm.get_hookcallers(plugin) or ())})
+    return {"plugins": rows,
+            "disabled": sorted(name for name, plugin in pm.list_name_plugin() if plugin is None),
+            "payment_providers": sorted(registry.providers),
+            "delivery_backends": sorted(registry.backends),
+            "errors": dict(registry.errors), "not_configured": sorted(registry.not_configured)}
+
+
 class Registry:
     """The payment providers and delivery backends of one app, built once.
 
