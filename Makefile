@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres install install-test browser bench clean
+.PHONY: run test test-sqlite test-postgres install install-test browser bench i18n clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-postgres:
 # Numbers, not tests: wrk on loopback (apt-get install -y wrk).
 bench: install
 	$(BIN)/python bench/throughput
+
+# After changing buyer-facing text: extract, merge into every catalogue, compile (docs/translating.md).
+i18n: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -c TRANSLATORS: --project=topup -o topup/translations/messages.pot .
+	$(BIN)/pybabel update -i topup/translations/messages.pot -d topup/translations
+	$(BIN)/pybabel compile -d topup/translations
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -17,6 +17,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext
 from peewee import IntegrityError
 
 from topup.db import database, is_sqlite
@@ -123,10 +124,11 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
         return _resubmitted(existing, choices), False
     priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
     if priced is None:
-        raise OrderRefused("This package is not sold in that currency. Please choose another.")
+        raise OrderRefused(gettext("This package is not sold in that currency. "
+                                   "Please choose another."))
     provider = current_app.extensions["topup"].providers.get(payment_method)
     if provider is None:
-        raise OrderRefused("This payment method is not available. Please choose another.")
+        raise OrderRefused(gettext("This payment method is not available. Please choose another."))
     fee = provider.fee(priced.price.money).amount
     ttl = provider.expiry_seconds or current_app.config["ORDER_TTL_SECONDS"]
     try:
@@ -150,8 +152,8 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
 def _resubmitted(existing: Order, choices: dict) -> Order:
     """A key seen before: the same order for the same choices, else a refusal."""
     if any(getattr(existing, field) != value for field, value in choices.items()):
-        raise OrderRefused("This form was already used for another order. "
-                           "Check your choices and press Buy again.")
+        raise OrderRefused(gettext("This form was already used for another order. "
+                                   "Check your choices and press Buy again."))
     return existing
 
 
@@ -171,8 +173,9 @@ def start_payment(order: Order, provider, return_url: str) -> Payment:
             _set_payment_status(payment, "failed", error=f"{type(exc).__name__}: {exc}")
             if locked.status == AWAITING_PAYMENT:
                 _transition(locked, FAILED, f"{provider.name} could not start the payment")
-        raise OrderRefused(f"{provider.name} is not working right now. "
-                           "Please choose another payment method.") from exc
+        raise OrderRefused(gettext("%(method)s is not working right now. "
+                                   "Please choose another payment method.",
+                                   method=provider.name)) from exc
     with database.atomic():
         (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
                         status="started", updated_at=utcnow())

@@ -1,10 +1,18 @@
 """What the offline QR / transfer providers share: settings, the per-order
-reference, the buyer's instructions, and the signed "money received" notification."""
+reference, the buyer's instructions, and the signed "money received" notification.
+
+The instructions are written in the order's language (Order.locale, the
+buyer's at checkout) when the payment starts, as the amount in them is: the
+Payment keeps them as plain text, so the order page and any later reader show
+exactly what the buyer was told.
+"""
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+
+from flask_babel import force_locale, gettext
 
 from topup import signing
 from topup.money import Money
@@ -30,7 +38,7 @@ def order_reference(order, prefix: str = "TU") -> str:
 
 def pay_before(order) -> str:
     """The order's deadline as plain text (expires_at is naive UTC)."""
-    return f"Pay before {order.expires_at:%Y-%m-%d %H:%M} UTC."
+    return gettext("Pay before %(deadline)s UTC.", deadline=f"{order.expires_at:%Y-%m-%d %H:%M}")
 
 
 class OfflineProvider(PaymentProvider):
@@ -50,12 +58,22 @@ class OfflineProvider(PaymentProvider):
     def setting(self, key: str, default: str = "") -> str:
         return str(self.settings.get(key) or default).strip()
 
+    def instruction_lines(self, order) -> list[str]:
+        """The method's own instruction lines (who to pay, how), between the
+        amount and the reference; gettext gives them in the order's language."""
+        return []
+
     def action(self, order, *, reference: str, payload: str, code: str | None,
-               lines=(), url: str | None = None) -> PaymentAction:
-        total = Money(order.amount, order.currency).format(order.locale or "en")
-        return PaymentAction(
-            kind="qr", provider_ref=reference, qr_payload=payload, code=code, url=url,
-            instructions=(f"Amount: {total}", *lines, f"Reference: {reference}", pay_before(order)))
+               url: str | None = None) -> PaymentAction:
+        locale = order.locale or "en"
+        total = Money(order.amount, order.currency).format(locale)
+        with force_locale(locale):
+            instructions = (gettext("Amount: %(amount)s", amount=total),
+                            *self.instruction_lines(order),
+                            gettext("Reference: %(reference)s", reference=reference),
+                            pay_before(order))
+        return PaymentAction(kind="qr", provider_ref=reference, qr_payload=payload, code=code,
+                             url=url, instructions=tuple(instructions))
 
     def parse_webhook(self, request) -> list[PaymentEvent]:
         """A bank or PSP notification of money received, signed with the

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money
 from topup_plugins.qr import emv
@@ -75,10 +77,13 @@ class Pix(OfflineProvider):
                               merchant_city=self.merchant_city,
                               amount=Money(order.amount, order.currency), txid=reference,
                               description=self.description, one_time=True)
-        return self.action(order, reference=reference, payload=payload, code=payload,
-                           lines=(f"Pay to: {self.merchant_name} (Pix key {self.key})",
-                                  "Scan the QR code in your bank's app, "
-                                  "or paste the code under Pix Copia e Cola."))
+        return self.action(order, reference=reference, payload=payload, code=payload)
+
+    def instruction_lines(self, order) -> list[str]:
+        return [gettext("Pay to: %(name)s (Pix key %(key)s)", name=self.merchant_name,
+                        key=self.key),
+                gettext("Scan the QR code in your bank's app, "
+                        "or paste the code under Pix Copia e Cola.")]
 
 
 @hookimpl

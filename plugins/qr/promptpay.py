@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money
 from topup_plugins.qr import emv
@@ -67,10 +69,13 @@ class PromptPay(OfflineProvider):
     def start(self, order, return_url: str):
         reference = order_reference(order)
         payload = promptpay_payload(self.target, Money(order.amount, order.currency))
-        pay_to = f"Pay to: {self.merchant_name}" if self.merchant_name else "Pay by PromptPay"
-        return self.action(order, reference=reference, payload=payload, code=payload,
-                           lines=(pay_to, "Scan the QR code in your banking app "
-                                          "and pay exactly this amount."))
+        return self.action(order, reference=reference, payload=payload, code=payload)
+
+    def instruction_lines(self, order) -> list[str]:
+        pay_to = (gettext("Pay to: %(name)s", name=self.merchant_name) if self.merchant_name
+                  else gettext("Pay by PromptPay"))
+        return [pay_to, gettext("Scan the QR code in your banking app "
+                                "and pay exactly this amount.")]
 
 
 @hookimpl

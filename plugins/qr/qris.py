@@ -8,6 +8,8 @@ QR once, e.g. with a phone's QR reader); optional merchant_name to show.
 """
 from __future__ import annotations
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money, digits
 from topup_plugins.qr import emv
@@ -63,9 +65,11 @@ class QRIS(OfflineProvider):
     def start(self, order, return_url: str):
         reference = order_reference(order)
         payload = with_amount(self.qris, Money(order.amount, order.currency))
-        return self.action(order, reference=reference, payload=payload, code=payload,
-                           lines=(f"Pay to: {self.merchant_name}",
-                                  "Scan the QR code with any QRIS app; the amount is filled in."))
+        return self.action(order, reference=reference, payload=payload, code=payload)
+
+    def instruction_lines(self, order) -> list[str]:
+        return [gettext("Pay to: %(name)s", name=self.merchant_name),
+                gettext("Scan the QR code with any QRIS app; the amount is filled in.")]
 
 
 @hookimpl

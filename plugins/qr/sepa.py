@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money
 from topup_plugins.qr.common import OfflineProvider, order_reference
@@ -93,13 +95,16 @@ class SepaTransfer(OfflineProvider):
         payload = epc_payload(name=self.holder, iban=self.iban, bic=self.bic,
                               amount=Money(order.amount, order.currency), remittance=reference,
                               purpose=self.purpose)
-        lines = [f"Beneficiary: {self.holder}", f"IBAN: {format_iban(self.iban)}"]
+        return self.action(order, reference=reference, payload=payload, code=reference)
+
+    def instruction_lines(self, order) -> list[str]:
+        lines = [gettext("Beneficiary: %(name)s", name=self.holder),
+                 f"IBAN: {format_iban(self.iban)}"]
         if self.bic:
             lines.append(f"BIC: {self.bic}")
-        lines.append("Scan the QR code in your banking app, or type these details. "
-                     "Put the reference, and nothing else, in the payment description.")
-        return self.action(order, reference=reference, payload=payload, code=reference,
-                           lines=lines)
+        lines.append(gettext("Scan the QR code in your banking app, or type these details. "
+                             "Put the reference, and nothing else, in the payment description."))
+        return lines
 
 
 @hookimpl

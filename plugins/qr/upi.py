@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money
 from topup_plugins.qr.common import OfflineProvider, order_reference
@@ -52,11 +54,13 @@ class UPI(OfflineProvider):
         reference = order_reference(order)
         uri = upi_uri(vpa=self.vpa, name=self.payee, amount=Money(order.amount, order.currency),
                       note=f"Order {reference}", reference=reference, mc=self.mc)
-        return self.action(order, reference=reference, payload=uri, code=self.vpa, url=uri,
-                           lines=(f"Pay to: {self.payee} (UPI ID {self.vpa})",
-                                  "Scan the QR code with any UPI app, or on this phone tap "
-                                  "the Pay button. Paying to the UPI ID by hand? "
-                                  "Put the reference in the note."))
+        return self.action(order, reference=reference, payload=uri, code=self.vpa, url=uri)
+
+    def instruction_lines(self, order) -> list[str]:
+        return [gettext("Pay to: %(name)s (UPI ID %(upi_id)s)", name=self.payee,
+                        upi_id=self.vpa),
+                gettext("Scan the QR code with any UPI app, or on this phone tap the Pay "
+                        "button. Paying to the UPI ID by hand? Put the reference in the note.")]
 
 
 @hookimpl

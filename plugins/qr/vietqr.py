@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext
+
 from topup import hookimpl
 from topup.money import Money
 from topup_plugins.qr import emv
@@ -71,12 +73,15 @@ class VietQR(OfflineProvider):
         payload = vietqr_payload(bank_bin=self.bank_bin, account=self.account,
                                  service=self.service,
                                  amount=Money(order.amount, order.currency), purpose=reference)
-        kind = "card" if self.service == "card" else "account"
-        return self.action(order, reference=reference, payload=payload, code=payload,
-                           lines=(f"Pay to: {self.holder} ({kind} {self.account}, "
-                                  f"bank BIN {self.bank_bin})",
-                                  "Scan the QR code in your banking app, pay exactly this "
-                                  "amount and keep the reference as the transfer message."))
+        return self.action(order, reference=reference, payload=payload, code=payload)
+
+    def instruction_lines(self, order) -> list[str]:
+        names = {"name": self.holder, "number": self.account, "bin": self.bank_bin}
+        pay_to = (gettext("Pay to: %(name)s (card %(number)s, bank BIN %(bin)s)", **names)
+                  if self.service == "card"
+                  else gettext("Pay to: %(name)s (account %(number)s, bank BIN %(bin)s)", **names))
+        return [pay_to, gettext("Scan the QR code in your banking app, pay exactly this amount "
+                                "and keep the reference as the transfer message.")]
 
 
 @hookimpl

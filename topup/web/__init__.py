@@ -1,15 +1,36 @@
 """The web layer: blueprints, and what every response shares."""
 from __future__ import annotations
 
-from flask import abort, make_response, render_template, request
+from flask import abort, has_request_context, make_response, render_template, request
 from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from topup import ROOT
 from topup.web.assets import Assets
 
-SUPPORTED_LOCALES = ["en"]
+# The buyer-facing languages, each named in itself for the switcher. "en" is
+# the source language; the others have a catalogue in topup/translations.
+LANGUAGES = {
+    "en": "English",
+    "id": "Bahasa Indonesia",
+    "pt_BR": "Português (Brasil)",
+    "es": "Español",
+    "th": "ไทย",
+    "vi": "Tiếng Việt",
+}
+SUPPORTED_LOCALES = list(LANGUAGES)
+LANGUAGE_COOKIE = "lang"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+# The product page's form fields: the switcher carries them, so changing the
+# language re-renders the same choices.
+SWITCHER_KEEPS = ("country", "account", "package", "method", "email")
+_BY_LOWER = {code.lower().replace("_", "-"): code for code in SUPPORTED_LOCALES}
+# A browser's language without our region still gets our variant (pt-PT: pt_BR);
+# "in" is Indonesian's old code, still sent by some Android browsers.
+_BY_LANGUAGE = {**{code.split("_")[0].lower(): code for code in SUPPORTED_LOCALES}, "in": "id"}
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
@@ -18,8 +39,50 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
+def supported_locale(value: str | None) -> str | None:
+    """One of SUPPORTED_LOCALES for a lang value ("pt-br", "pt_BR", "ID"), else None."""
+    return _BY_LOWER.get(str(value or "").strip().lower().replace("_", "-")[:20])
+
+
+def browser_locale(accept_languages) -> str | None:
+    """The first of the browser's languages (best quality first) that we have,
+    by its full tag (pt-BR) or else by its language (pt-PT, es-MX: pt_BR, es)."""
+    for tag, quality in accept_languages:
+        tag = tag.strip().lower().replace("_", "-")
+        if quality <= 0 or tag == "*":
+            continue
+        code = _BY_LOWER.get(tag) or _BY_LANGUAGE.get(tag.split("-")[0])
+        if code:
+            return code
+    return None
+
+
 def select_locale() -> str:
-    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+    """The switcher's choice (the lang query parameter, then its cookie), else
+    the browser's best match among ours, else English. Outside a request (a
+    worker, a command), English: what a buyer reads there says its own locale,
+    as receipts do with force_locale(order.locale)."""
+    if not has_request_context():
+        return "en"
+    return (supported_locale(request.args.get("lang"))
+            or supported_locale(request.cookies.get(LANGUAGE_COOKIE))
+            or browser_locale(request.accept_languages) or "en")
+
+
+# What buyers read for the errors they can meet, instead of werkzeug's English.
+ERROR_TITLES = {
+    400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Page not found"),
+    405: _l("Not allowed"), 413: _l("Too much data"), 429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+}
+ERROR_MESSAGES = {
+    400: _l("We couldn't understand this request. Go back and try again."),
+    403: _l("You can't open this page."),
+    404: _l("There is nothing at this address. Check the link, or start again from the shop."),
+    405: _l("This page can't be opened this way. Go back to the shop and try again."),
+    413: _l("What was sent is too large."),
+    500: _l("Something went wrong on our side. Please try again in a moment."),
+}
 
 
 def render_for_htmx(partial: str, page: str, status: int = 200, **context):
@@ -48,7 +111,8 @@ def init_app(app) -> None:
     @app.context_processor
     def globals_for_templates():
         return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
-                "locale": str(get_locale())}
+                "locale": str(get_locale()), "languages": LANGUAGES,
+                "switcher_keeps": SWITCHER_KEEPS}
 
     app.add_template_filter(qr.qr_svg)
 
@@ -60,10 +124,21 @@ def init_app(app) -> None:
     def refuse_nul_bytes():
         """NUL is never meaningful in our URLs or forms, and Postgres refuses it in text."""
         if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
-            abort(400, "The address contains characters we can't accept.")
+            abort(400, _("The address contains characters we can't accept."))
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
                 "\x00" in value for value in request.form.values()):
-            abort(400, "The form contains characters we can't accept.")
+            abort(400, _("The form contains characters we can't accept."))
+
+    @app.after_request
+    def remember_language(response):
+        """The switcher's choice, kept for a year; pages say they depend on it."""
+        chosen = supported_locale(request.args.get("lang"))
+        if chosen and chosen != request.cookies.get(LANGUAGE_COOKIE):
+            response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_AGE,
+                                samesite="Lax", httponly=True, secure=request.is_secure)
+        if response.mimetype == "text/html":
+            response.vary.update(("Accept-Language", "Cookie"))
+        return response
 
     from topup.web.compression import compress_response
 
@@ -84,21 +159,24 @@ def init_app(app) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return render_template(
-            "errors/error.html", title="This form has expired",
-            message="For your safety, forms expire. Go back, reload the page and try again."), 400
+            "errors/error.html", title=_("This form has expired"),
+            message=_("For your safety, forms expire. Go back, reload the page and try again.")), 400
 
     @app.errorhandler(429)
     def too_many_requests(error):
-        message = ("You're going a bit fast. Please wait a minute, then try again.")
+        message = _("You're going a bit fast. Please wait a minute, then try again.")
         if request.htmx and request.endpoint == "shop.account":  # shown under the username field
             return render_template("shop/_account.html", account=None,
                                    errors={"account": message}), 429
-        return render_template("errors/error.html", title="Too many requests",
+        return render_template("errors/error.html", title=_("Too many requests"),
                                message=message), 429
 
     @app.errorhandler(HTTPException)
     def http_error(error):
         if request.path.startswith("/webhooks/"):
             return {"error": error.name}, error.code
-        return render_template("errors/error.html", title=error.name,
-                               message=error.description), error.code
+        message = error.description
+        if message == type(error).description:  # werkzeug's own English, not ours
+            message = ERROR_MESSAGES.get(error.code, message)
+        return render_template("errors/error.html", title=ERROR_TITLES.get(error.code, error.name),
+                               message=message), error.code

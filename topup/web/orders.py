@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from topup import orders
 from topup.models import Order
@@ -15,7 +16,7 @@ POLL_SECONDS = {orders.NEEDS_ATTENTION: 30, "queued": 30}  # others: 2
 def _order_or_404(public_id: str) -> Order:
     order = Order.get_or_none(Order.public_id == public_id[:64])
     if order is None:
-        abort(404, "There is no order at this address. Check the link you were given.")
+        abort(404, _("There is no order at this address. Check the link you were given."))
     return order
 
 

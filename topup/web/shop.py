@@ -80,7 +80,10 @@ def check_account(product: Product, raw: str) -> dict:
         registry().contain(backend.id, exc)
         return {"id": account_id, "nickname": None, "error": failure}
     if not info.found:
-        return {"id": account_id, "nickname": None, "error": info.reason or _("No such account.")}
+        # A backend's reason is a fixed English sentence: shown in the buyer's
+        # language when the catalogues have it (mark it with N_ for extraction).
+        reason = _(info.reason) if info.reason else _("No such account.")
+        return {"id": account_id, "nickname": None, "error": reason}
     return {"id": account_id, "nickname": info.nickname, "error": None}
 
 
