@@ -45,10 +45,13 @@ def registry():
 
 
 @bp.get("/")
+@limit_lookups
 def index():
+    """The only product's page itself when there is one: on a slow network a
+    redirect costs the buyer a whole round trip before anything shows."""
     products = list(Product.listed())
     if len(products) == 1:
-        return redirect(url_for("shop.product", slug=products[0].slug))
+        return _product_view(products[0])
     return render_template("shop/index.html", products=products)
 
 
@@ -115,7 +118,10 @@ def _product_page(product: Product, values: dict, *, account=None, errors=None, 
 def product(slug):
     """The whole page. Its query string (a "Try again" link, or a partial's
     no-JS fallback) fills the form in."""
-    product = _product_or_404(slug)
+    return _product_view(_product_or_404(slug))
+
+
+def _product_view(product: Product):
     values = form_values(request.args)
     account = check_account(product, values["account"]) if values.get("account") else None
     return _product_page(product, values, account=account)
