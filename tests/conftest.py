@@ -41,6 +41,7 @@ def config(database_url, tmp_path):
         "DELIVERY_RETRY_BASE_SECONDS": 0,
         "WORKER_POLL_SECONDS": 0.05,
         "RATELIMIT_ENABLED": False,  # tests/web/test_limits.py switches them on
+        "PAGE_CACHE_SECONDS": 0,  # tests change the catalog and look at once; test_shop checks the cache
     }
 
 

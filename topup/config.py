@@ -61,6 +61,9 @@ class Defaults:
     ADMIN_LINK_SECONDS = 10 * 60
     # /metrics: loopback only, or anyone presenting this bearer token.
     METRICS_TOKEN = None
+    # The product page as most buyers first see it is rendered once per
+    # country and language for this long (0: every time); Buy re-checks prices.
+    PAGE_CACHE_SECONDS = 5
     # Cookies and forms.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -497,3 +497,51 @@ def test_many_unknown_form_fields_are_ignored_and_the_order_is_placed(client):
     response = buy(client, tokens=tokens, **extra)
     assert response.status_code == 303
     assert orders_count() == 1
+
+
+# --- the landing page's render cache -------------------------------------------------
+
+
+@pytest.fixture
+def cached(app):
+    app.config["PAGE_CACHE_SECONDS"] = 60
+    return app
+
+
+def test_the_landing_page_is_rendered_once_but_every_visitor_gets_their_own_tokens(cached):
+    first, second = cached.test_client(), cached.test_client()
+    one = first.get("/tiktok-coins").get_data(as_text=True)
+    Price.update(amount=Price.amount + 100).execute()  # within the cache's life: not shown yet
+    two = second.get("/tiktok-coins").get_data(as_text=True)
+    tokens = [form_tokens(page) for page in (one, two)]
+    assert tokens[0]["csrf_token"] != tokens[1]["csrf_token"]
+    assert tokens[0]["idempotency_key"] != tokens[1]["idempotency_key"]
+    assert "@@topup" not in one + two
+    strip = lambda page: re.sub(r'value="[A-Za-z0-9_.-]{20,}"', "", page)
+    assert strip(one) == strip(two)
+    # The cached page's tokens work, and Buy prices from the database, not the page.
+    response = buy(second, tokens=tokens[1])
+    assert response.status_code == 303
+    order = Order.get(Order.public_id == response.headers["Location"].rsplit("/", 1)[1])
+    assert order.amount == Price.get(Price.package == order.package, Price.currency == "USD").amount
+
+
+def test_the_cache_is_per_country_and_language_and_skips_filled_in_forms(cached):
+    client = cached.test_client()
+    us = client.get("/tiktok-coins", headers={"Accept-Language": "en-US"}).get_data(as_text=True)
+    br = client.get("/tiktok-coins", headers={"Accept-Language": "pt-BR"}).get_data(as_text=True)
+    assert "$0.94" in us and "R$" in br and "R$" not in us
+    filled = client.get("/tiktok-coins?account=maria.s").get_data(as_text=True)
+    assert "Maria" in filled and "Maria" not in client.get("/tiktok-coins").get_data(as_text=True)
+
+
+def test_a_product_taken_off_sale_is_gone_once_the_cache_expires(cached):
+    client = cached.test_client()
+    assert client.get("/tiktok-coins/account?account=maria.s", headers=HX).status_code == 200
+    Product.update(enabled=False).execute()
+    assert client.get("/tiktok-coins/account?account=maria.s", headers=HX).status_code == 200
+    cached.config["PAGE_CACHE_SECONDS"] = 0
+    cached.extensions["topup.products"].clear()  # as if PAGE_CACHE_SECONDS had passed
+    assert client.get("/tiktok-coins/account?account=maria.s", headers=HX).status_code == 404
+    assert client.get("/no-such-product/account", headers=HX).status_code == 404
+    assert "no-such-product" not in cached.extensions["topup.products"]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
 
 from topup import lookups, orders
 from topup.accounts import KINDS, AccountIdInvalid
@@ -56,9 +58,17 @@ def index():
 
 
 def _product_or_404(slug: str) -> Product:
+    """The product on sale at slug. Every partial asks, so a found product is
+    kept PAGE_CACHE_SECONDS (building the query costs more than the answer)."""
+    cache = current_app.extensions.setdefault("topup.products", {})
+    hit = cache.get(slug)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
     product = Product.get_or_none(Product.slug == slug, Product.enabled)
     if product is None:
         abort(404, _("There is no such product."))
+    if current_app.config["PAGE_CACHE_SECONDS"] > 0:  # only found ones: slugs come from URLs
+        cache[slug] = (time.monotonic() + current_app.config["PAGE_CACHE_SECONDS"], product)
     return product
 
 
@@ -108,9 +118,34 @@ def _page_context(product: Product, values: dict, errors: dict | None = None, ac
 def _product_page(product: Product, values: dict, *, account=None, errors=None, status=200):
     """The full product page. It carries this visitor's CSRF token and a fresh
     idempotency key, so no shared cache may keep it."""
-    html = render_template("shop/product.html",
-                           **_page_context(product, values, errors, account=account))
+    if account is None and errors is None and not any(values.values()):
+        html = _landing(product, values)
+    else:
+        html = render_template("shop/product.html",
+                               **_page_context(product, values, errors, account=account))
     return html, status, {"Cache-Control": "private, no-cache"}
+
+
+CSRF_SLOT, KEY_SLOT = "@@topup-csrf@@", "@@topup-idempotency@@"
+
+
+def _landing(product: Product, values: dict) -> str:
+    """The page most buyers get (nothing typed yet), rendered once per product,
+    country, language and path for PAGE_CACHE_SECONDS, then given this
+    visitor's CSRF token and idempotency key. Buy re-checks price and stock,
+    so a few seconds of staleness can never sell at a wrong price."""
+    ttl = current_app.config["PAGE_CACHE_SECONDS"]
+    cache = current_app.extensions.setdefault("topup.page_cache", {})
+    key = (product.id, _country(None), str(get_locale()), request.path)
+    hit = cache.get(key)
+    if hit is None or hit[0] < time.monotonic():
+        context = _page_context(product, values)
+        context.update(idempotency_key=KEY_SLOT, csrf_token=lambda: CSRF_SLOT)
+        hit = (time.monotonic() + ttl, render_template("shop/product.html", **context))
+        if ttl > 0:
+            cache[key] = hit
+    return (hit[1].replace(CSRF_SLOT, generate_csrf(), 1)
+            .replace(KEY_SLOT, secrets.token_urlsafe(24), 1))
 
 
 @bp.get("/<slug>")
