@@ -5,7 +5,9 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask_babel import gettext as _
 
 from topup import orders
-from topup.models import Order
+from peewee import JOIN
+
+from topup.models import Delivery, Order, Payment, Product
 from topup.payments import PaymentAction
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
@@ -14,10 +16,25 @@ POLL_SECONDS = {orders.NEEDS_ATTENTION: 30, "queued": 30}  # others: 2
 
 
 def _order_or_404(public_id: str) -> Order:
-    order = Order.get_or_none(Order.public_id == public_id[:64])
+    """The order with its product, latest payment and delivery, in one query:
+    the status partial is polled every few seconds by every open order page."""
+    order = (Order.select(Order, Product, Payment, Delivery)
+             .join(Product).switch(Order)
+             .join(Payment, JOIN.LEFT_OUTER).switch(Order)
+             .join(Delivery, JOIN.LEFT_OUTER)
+             .where(Order.public_id == public_id[:64])
+             .order_by(Payment.id.desc())
+             .first())
     if order is None:
         abort(404, _("There is no order at this address. Check the link you were given."))
     return order
+
+
+def _joined(order: Order, name: str):
+    """A LEFT OUTER JOINed row, or None when there was none (peewee then gives
+    an empty instance)."""
+    row = getattr(order, name, None)
+    return row if row is not None and row.id is not None else None
 
 
 def _shown(order: Order, action: PaymentAction | None, delivery) -> str:
@@ -32,9 +49,8 @@ def _shown(order: Order, action: PaymentAction | None, delivery) -> str:
 
 
 def _context(order: Order) -> dict:
-    payment = order.latest_payment()
+    payment, delivery = _joined(order, "payment"), _joined(order, "delivery")
     action = PaymentAction.from_json(payment.action) if payment and payment.action else None
-    delivery = order.deliveries.first()
     provider = current_app.extensions["topup"].providers.get(order.payment_method)
     shown = _shown(order, action, delivery)
     return {"order": order, "payment_name": provider.name if provider else order.payment_method,
