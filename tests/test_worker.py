@@ -296,3 +296,18 @@ def test_concurrent_results_for_one_attempt_are_recorded_once(app, client):
     assert status(order) == orders.DELIVERED
     assert OrderEvent.select().where(OrderEvent.kind == "delivery").count() == 1
     assert OrderEvent.select().where(OrderEvent.to_status == orders.DELIVERED).count() == 1
+
+
+def test_a_payment_wakes_the_idle_worker_at_once(app, client, started_worker):
+    """The paid commit signals this process's worker threads: no waiting for a poll."""
+    app.config["WORKER_POLL_SECONDS"] = 30
+    with app.app_context():
+        order = place_order(client)
+    started_worker(1)
+    import time
+    time.sleep(0.3)  # the thread has swept and is now idle for up to 30 s
+    paid_at = time.monotonic()
+    body = sandbox_event(order)
+    assert client.post("/webhooks/sandbox", data=body, headers=signed_headers(body)).status_code == 200
+    wait_for(lambda: status(order) == orders.DELIVERED, timeout=5)
+    assert time.monotonic() - paid_at < 3

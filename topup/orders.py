@@ -96,6 +96,16 @@ def _transition(order: Order, new: str, message: str | None = None, actor: str =
     return True
 
 
+def _queue_delivery(order: Order) -> None:
+    """Insert the outbox row (inside the paid transition's transaction), and
+    once committed wake this process's worker threads, so delivery starts now
+    instead of at their next poll."""
+    Delivery.create(order=order, backend=order.product.delivery_backend)
+    wake = current_app.extensions.get("topup.worker_wake")
+    if wake is not None:
+        database.after_commit(wake.set)
+
+
 def _set_payment_status(payment: Payment, new: str, error: str | None = None) -> None:
     fields = {"status": new, "updated_at": utcnow()}
     if error is not None:
@@ -222,7 +232,7 @@ def _apply(order: Order, payment: Payment, event: PaymentEvent) -> str:
         mismatch = event.amount is not None and event.amount != payment.total
         if order.status == AWAITING_PAYMENT and not mismatch:
             _transition(order, PAID, f"Payment {payment.provider_ref} succeeded")
-            Delivery.create(order=order, backend=order.product.delivery_backend)
+            _queue_delivery(order)
             return "applied"
         problem = (f"Paid {event.amount.amount} {event.amount.currency}, expected "
                    f"{payment.amount} {payment.currency}" if mismatch else
@@ -507,7 +517,7 @@ def mark_paid(order: Order, reference: str, actor: str) -> Order:
             _transition(order, step, f"Money arrived after the order was {order.status}",
                         actor=actor)
         _transition(order, PAID, f"Marked paid by hand, bank reference {reference}", actor=actor)
-        Delivery.create(order=order, backend=order.product.delivery_backend)
+        _queue_delivery(order)
     return order
 
 

@@ -78,6 +78,8 @@ class Worker:
         self.app = app
         self.count = threads if threads is not None else app.config["WORKER_THREADS"]
         self.stopping = threading.Event()
+        # Set when this process commits a payment: an idle thread starts at once.
+        self.wake = app.extensions.setdefault("topup.worker_wake", threading.Event())
         self.threads: list[threading.Thread] = []
 
     def start(self) -> Worker:
@@ -90,6 +92,7 @@ class Worker:
 
     def stop(self, timeout: float = 10) -> None:
         self.stopping.set()
+        self.wake.set()
         for thread in self.threads:
             thread.join(timeout)
 
@@ -105,4 +108,5 @@ class Worker:
                     continue
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("worker loop error")
-            self.stopping.wait(poll)
+            if self.wake.wait(poll):
+                self.wake.clear()
