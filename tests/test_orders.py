@@ -804,3 +804,10 @@ def test_delivery_of_an_order_escalated_meanwhile_is_canceled(app, paid):
     assert deliveries(paid)[0].status == "canceled"
     assert fresh(paid).status == orders.NEEDS_ATTENTION
     assert SandboxCredit.select().count() == 0
+
+
+def test_public_ids_never_begin_with_a_dash_or_underscore(monkeypatch):
+    """Such an id would read as a spreadsheet formula in an export, or as an option."""
+    tokens = iter(["-starts-with-dash00000", "_underscore000000000000", "Good0000000000000000000"])
+    monkeypatch.setattr(orders.secrets, "token_urlsafe", lambda size: next(tokens))
+    assert orders._new_public_id() == "Good0000000000000000000"

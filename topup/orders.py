@@ -144,7 +144,7 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
     try:
         with database.atomic():
             order = Order.create(
-                public_id=secrets.token_urlsafe(16), idempotency_key=idempotency_key,
+                public_id=_new_public_id(), idempotency_key=idempotency_key,
                 quantity=package.quantity, account_nickname=account_nickname,
                 amount=priced.price.amount + fee, fee=fee, locale=locale,
                 status=AWAITING_PAYMENT, expires_at=utcnow() + timedelta(seconds=ttl), **choices)
@@ -157,6 +157,15 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
         if existing is None:
             raise
     return _resubmitted(existing, choices), False
+
+
+def _new_public_id() -> str:
+    """128 random bits, URL-safe, starting with a letter or digit: an id that
+    begins with "-" would be taken for a formula (or an option) elsewhere."""
+    while True:
+        candidate = secrets.token_urlsafe(16)
+        if candidate[0].isalnum():
+            return candidate
 
 
 def _resubmitted(existing: Order, choices: dict) -> Order:

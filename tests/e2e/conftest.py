@@ -27,8 +27,10 @@ TIMEOUT_MS = 10_000
 SCREENSHOTS = Path(os.environ.get("TOPUP_E2E_SCREENSHOTS", "/tmp/topup-e2e"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """One browser for tests/e2e, closed when they are done: Playwright's sync API
+    allows one running instance per thread, and other tests start their own."""
     # Missing pieces fail, never skip: `make test` installs both.
     assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}: run `make browser`"
     from playwright import sync_api
