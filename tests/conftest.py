@@ -15,7 +15,7 @@ import pytest
 import waitress.server
 
 from topup import create_app
-from topup.db import close_all, database
+from topup.db import close_all
 from topup.models import Order, Package
 from topup_plugins.sandbox import signing
 
@@ -147,6 +147,22 @@ def place_order(client, **kwargs) -> Order:
     response = buy(client, **kwargs)
     assert response.status_code == 303, response.get_data(as_text=True)
     return Order.get(Order.public_id == response.headers["Location"].rsplit("/", 1)[1])
+
+
+def pay(app, order: Order, event_id: str | None = None) -> str:
+    """The sandbox provider's success event for order, applied as its webhook
+    would be (no request). Returns the outcome ("applied", "duplicate", ...)."""
+    from topup import orders
+    from topup.models import Payment
+    from topup.money import Money
+    from topup.payments import PaymentEvent
+
+    payment = Payment.get(Payment.order == order.id)
+    event = PaymentEvent(event_id=event_id or f"evt_{payment.provider_ref}", kind="succeeded",
+                         payment_ref=payment.provider_ref,
+                         amount=Money(payment.amount, payment.currency))
+    with app.app_context():
+        return orders.apply_payment_event("sandbox", event)
 
 
 def sandbox_event(order: Order, kind: str = "succeeded", *, event_id=None, amount=None,

@@ -28,7 +28,7 @@ from topup.models import Delivery, Order, Package, Product
 from topup.plugins import PluginIncompatible
 
 from tests.conftest import buy, place_order, sandbox_event, signed_headers
-from tests.test_worker import pay
+from tests.conftest import pay
 
 HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
                if hasattr(fn, "topup_spec"))

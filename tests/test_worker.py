@@ -9,21 +9,10 @@ import pytest
 
 from topup import orders, worker
 from topup.delivery import DeliveryResult
-from topup.models import Delivery, Order, OrderEvent, Payment, utcnow
-from topup.money import Money
-from topup.payments import PaymentEvent
+from topup.models import Delivery, Order, OrderEvent, utcnow
 from topup_plugins.sandbox.delivery import SandboxCredit
 
-from tests.conftest import place_order, sandbox_event, signed_headers, wait_for
-
-
-def pay(app, order: Order) -> None:
-    payment = Payment.get(Payment.order == order.id)
-    event = PaymentEvent(event_id=f"evt_{payment.provider_ref}", kind="succeeded",
-                         payment_ref=payment.provider_ref,
-                         amount=Money(payment.amount, payment.currency))
-    with app.app_context():
-        assert orders.apply_payment_event("sandbox", event) == "applied"
+from tests.conftest import pay, place_order, sandbox_event, signed_headers, wait_for
 
 
 def paid_orders(app, client, count: int) -> list[Order]:

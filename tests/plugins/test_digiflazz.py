@@ -13,13 +13,11 @@ from datetime import timedelta
 import pytest
 
 from topup import create_app, orders, worker
-from topup.models import Delivery, Order, OrderEvent, Package, Payment, Product, utcnow
-from topup.money import Money
-from topup.payments import PaymentEvent
+from topup.models import Delivery, Order, OrderEvent, Package, Product, utcnow
 from topup_plugins.digiflazz.backend import ref_id_for
 from topup_plugins.digiflazz.models import DigiflazzTransaction
 
-from tests.conftest import place_order, wait_for
+from tests.conftest import pay, place_order, wait_for
 from tests.plugins.digiflazz_server import FakeDigiflazz
 
 USERNAME = "tokokoin"
@@ -54,12 +52,7 @@ def paid_order(app, client, account="@fan.of_coins") -> Order:
     Product.update(delivery_backend="digiflazz").execute()
     with app.app_context():
         order = place_order(client, account=account, coins=70)
-    payment = Payment.get(Payment.order == order.id)
-    event = PaymentEvent(event_id=f"evt_{payment.provider_ref}", kind="succeeded",
-                         payment_ref=payment.provider_ref,
-                         amount=Money(payment.amount, payment.currency))
-    with app.app_context():
-        assert orders.apply_payment_event("sandbox", event) == "applied"
+    assert pay(app, order) == "applied"
     return order
 
 

@@ -14,7 +14,7 @@ from topup.models import Delivery, Order, OrderEvent, Product
 from topup_plugins.manual import ManualTask
 
 from tests.conftest import place_order
-from tests.test_worker import pay
+from tests.conftest import pay
 
 SECRET = "manual-notify-secret"
 pytestmark = pytest.mark.usefixtures("manual_config")  # configured before any app is built

@@ -20,7 +20,7 @@ from topup_plugins.operator_webhook.backend import OperatorWebhook
 from topup_plugins.operator_webhook.model import OperatorWebhookResult
 
 from tests.conftest import place_order, wait_for
-from tests.test_worker import pay
+from tests.conftest import pay
 
 SECRET = "owh_signing_" + "k" * 28
 CALLBACK_SECRET = "owh_callback_" + "c" * 27

@@ -18,7 +18,7 @@ from topup_plugins.receipts import outbox
 from topup_plugins.receipts.models import ReceiptMail
 from topup_plugins.sandbox.delivery import SandboxDelivery
 
-from tests.conftest import place_order, sandbox_event, signed_headers
+from tests.conftest import pay, place_order, sandbox_event, signed_headers
 from tests.smtp import Inbox, free_port
 
 BUYER = "buyer@example.com"
@@ -51,16 +51,6 @@ def config(config, smtp_port):
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def pay(app, order: Order, event_id: str | None = None) -> str:
-    """The provider's success event, applied as its webhook would (no request)."""
-    payment = Payment.get(Payment.order == order.id)
-    event = PaymentEvent(event_id=event_id or f"evt_{payment.provider_ref}", kind="succeeded",
-                         payment_ref=payment.provider_ref,
-                         amount=Money(payment.amount, payment.currency))
-    with app.app_context():
-        return orders.apply_payment_event("sandbox", event)
 
 
 def refund(app, order: Order) -> str:

@@ -12,7 +12,7 @@ from topup.db import is_sqlite
 from topup.models import Order, WorkerHeartbeat, utcnow
 
 from tests.conftest import place_order, sandbox_event, signed_headers
-from tests.test_worker import pay
+from tests.conftest import pay
 
 
 def test_healthz_needs_the_database_and_a_live_worker(app, client):

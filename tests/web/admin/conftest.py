@@ -7,10 +7,9 @@ import pytest
 from topup import orders
 from topup.cli import main
 from topup.models import Order, Payment
-from topup.money import Money
-from topup.payments import PaymentEvent
 
 from tests.conftest import CSRF, place_order
+from tests.conftest import pay as pay_order
 
 OPERATOR = "ops@example.com"
 
@@ -47,12 +46,7 @@ def fresh(order: Order) -> Order:
 
 def pay(app, order: Order) -> Order:
     """The sandbox says the order's payment succeeded: it is paid, with a delivery row."""
-    payment = Payment.get(Payment.order == order.id)
-    event = PaymentEvent(event_id=f"evt_{payment.provider_ref}_ok", kind="succeeded",
-                         payment_ref=payment.provider_ref,
-                         amount=Money(payment.amount, payment.currency))
-    with app.app_context():
-        assert orders.apply_payment_event("sandbox", event) == "applied"
+    assert pay_order(app, order) == "applied"
     return fresh(order)
 
 
