@@ -19,14 +19,12 @@ from topup.models import Delivery, Order
 from topup.testing import shop
 
 
-class DeliveryBackendSetup:
+class DeliveryBackendSetup(shop.PluginSetup):
     """The kit's shop, set up for one backend, without the contract's tests:
     a base for an author's own tests. Set the attributes, write credits()."""
 
     backend_class: type[DeliveryBackend] = None
-    plugin = None  # the module with the hookimpls; default: found from backend_class
-    plugin_name: str | None = None  # default: its entry point's or built-in's name
-    settings: dict = {}  # PLUGINS[plugin_name]; override topup_settings if they need fixtures
+    _registered, _hook = "backend_class", "register_delivery_backends"
     account_id: str = shop.ACCOUNT_ID  # an account the backend finds (well-formed TikTok id)
     lookup_budget_seconds = 2.0  # the buyer waits for this while typing
 
@@ -41,21 +39,6 @@ class DeliveryBackendSetup:
         """Make `order` deliverable (e.g. put a voucher code in stock). Default: nothing."""
 
     # --- wiring ----------------------------------------------------------------------
-
-    def _plugin(self) -> tuple[str, object]:
-        if self.plugin is not None:
-            return self.plugin_name or self.plugin.__name__.rsplit(".", 1)[-1], self.plugin
-        name, module = shop.plugin_of(self.backend_class, "register_delivery_backends")
-        return self.plugin_name or name, module
-
-    @pytest.fixture
-    def topup_plugins(self):
-        name, module = self._plugin()
-        return {name: module}
-
-    @pytest.fixture
-    def topup_settings(self):
-        return {self._plugin()[0]: dict(self.settings)}
 
     @pytest.fixture
     def topup_delivery_backend(self):

@@ -29,14 +29,12 @@ from topup.testing import shop
 ACTION_KINDS = ("redirect", "qr", "instructions")
 
 
-class PaymentProviderSetup:
+class PaymentProviderSetup(shop.PluginSetup):
     """The kit's shop, set up for one provider, without the contract's tests:
     a base for an author's own tests. Set the attributes, write valid_webhook."""
 
     provider_class: type[PaymentProvider] = None
-    plugin = None  # the module with the hookimpls; default: found from provider_class
-    plugin_name: str | None = None  # default: its entry point's or built-in's name
-    settings: dict = {}  # PLUGINS[plugin_name]; override topup_settings if they need fixtures
+    _registered, _hook = "provider_class", "register_payment_providers"
     country: str = None  # a country the provider serves, one topup sells in
     amount: int | None = None  # the test package's price, minor units; default 100 major units
     signature_header: str | None = None  # the header valid_webhook signs with, for forgeries
@@ -72,21 +70,6 @@ class PaymentProviderSetup:
         return body[:at] + str((int(body[at:at + 1]) + 1) % 10).encode() + body[at + 1:]
 
     # --- wiring ----------------------------------------------------------------------
-
-    def _plugin(self) -> tuple[str, object]:
-        if self.plugin is not None:
-            return self.plugin_name or self.plugin.__name__.rsplit(".", 1)[-1], self.plugin
-        name, module = shop.plugin_of(self.provider_class, "register_payment_providers")
-        return self.plugin_name or name, module
-
-    @pytest.fixture
-    def topup_plugins(self):
-        name, module = self._plugin()
-        return {name: module}
-
-    @pytest.fixture
-    def topup_settings(self):
-        return {self._plugin()[0]: dict(self.settings)}
 
     @pytest.fixture
     def topup_country(self):

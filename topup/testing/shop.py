@@ -8,6 +8,8 @@ import importlib
 import secrets
 from importlib.metadata import entry_points
 
+import pytest
+
 from topup.models import Order, Package, Price, Product
 from topup.money import Money, digits
 from topup.payments import PaymentEvent
@@ -124,3 +126,30 @@ def pay_with_sandbox(order: Order) -> str:
     return orders.apply_payment_event("sandbox", PaymentEvent(
         event_id=f"evt_{payment.provider_ref}_succeeded", kind="succeeded",
         payment_ref=payment.provider_ref, amount=Money(payment.amount, payment.currency)))
+
+
+class PluginSetup:
+    """The wiring both setups share: which plugin module is under test (found
+    from the class it registers, unless `plugin` says), under which name, and
+    its settings. Subclasses set `_registered` and `_hook`."""
+
+    plugin = None  # the module with the hookimpls; default: found from the class
+    plugin_name: str | None = None  # default: its entry point's or built-in's name
+    settings: dict = {}  # PLUGINS[plugin_name]; override topup_settings if they need fixtures
+    _registered: str  # the attribute naming the class under test
+    _hook: str  # the hook that registers it
+
+    def _plugin(self) -> tuple[str, object]:
+        if self.plugin is not None:
+            return self.plugin_name or self.plugin.__name__.rsplit(".", 1)[-1], self.plugin
+        name, module = plugin_of(getattr(self, self._registered), self._hook)
+        return self.plugin_name or name, module
+
+    @pytest.fixture
+    def topup_plugins(self):
+        name, module = self._plugin()
+        return {name: module}
+
+    @pytest.fixture
+    def topup_settings(self):
+        return {self._plugin()[0]: dict(self.settings)}
