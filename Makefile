@@ -18,6 +18,7 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]' -e plugins/examples/topup-spei
 	npm ci --silent --no-audit --no-fund --prefix tests/oidc  # the OpenID provider the tests sign in at
+	npm ci --silent --no-audit --no-fund --prefix tests/e2e  # axe-core and the Nu HTML Checker (vnu.jar)
 
 run: install
 	$(BIN)/topup init --demo
@@ -25,11 +26,15 @@ run: install
 
 test: install-test browser test-sqlite test-postgres
 
-# Browser tests drive Debian's Chromium; Playwright never downloads a browser.
+# Browser tests drive Debian's Chromium (Playwright never downloads a browser); the HTML
+# checker (vnu.jar) needs Java.
 browser:
 	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	@command -v java >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jre-headless; }
 
 test-sqlite:
 	$(BIN)/pytest

@@ -41,7 +41,7 @@ def test_no_compression_unless_asked_and_none_for_tiny_answers(client):
     assert len(tiny.get_data()) < 256 and "Content-Encoding" not in tiny.headers
 
 
-@pytest.mark.parametrize("name", ["topup.css", "htmx.min.js", "icon.svg"])
+@pytest.mark.parametrize("name", ["topup.css", "htmx.min.js", "topup.js", "icon.svg"])
 def test_static_files_are_precompressed_and_immutable(client, name):
     url = static_url(client, name)
     plain = client.get(url)

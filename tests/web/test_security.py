@@ -121,8 +121,9 @@ def test_htmx_is_loaded_deferred_from_a_fingerprinted_url(pages):
         if "<html" not in html:
             continue
         scripts = re.findall(r"<script\b[^>]*>", html)
-        assert len(scripts) == 1, name
+        assert len(scripts) == 2, name
         assert re.fullmatch(r'<script src="/static/htmx\.min\.[0-9a-f]{10}\.js" defer>', scripts[0])
+        assert re.fullmatch(r'<script src="/static/topup\.[0-9a-f]{10}\.js" defer>', scripts[1])
         # htmx must not need what the CSP forbids (eval, injected <style>, inline scripts)
         config = re.search(r"<meta name=\"htmx-config\" content='([^']+)'>", html)
         assert config, name
