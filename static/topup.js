@@ -1,5 +1,9 @@
-/* A failed htmx request: a note by its element, with a retry button, till an answer comes. */
+/* A failed htmx request: a note by its element, with a retry button, till an answer comes.
+   Also shows the controls only JavaScript can work ([data-js-only]). */
 (function (d) {
+  d.addEventListener("DOMContentLoaded", function () {
+    d.querySelectorAll("[data-js-only]").forEach(function (el) { el.hidden = false; });
+  });
   function failed(e) {
     var el = e.detail.requestConfig.elt, t = d.getElementById("offline"), note = el.topupNote;
     if (!note) {

@@ -7,8 +7,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 from topup import create_app, schema
 from topup.cli import main
 from topup.db import database, is_sqlite
-from topup.models import (Order, Price, SchemaVersion, SignInLink, SignInSession,
-                          WorkerHeartbeat, utcnow)
+from topup.models import (CustomRate, Order, Price, Product, PromoCode, PromoUse, SchemaVersion,
+                          SignInLink, SignInSession, WorkerHeartbeat, utcnow)
 from topup.money import Money
 
 from tests.conftest import buy, package_id, place_order
@@ -55,22 +55,36 @@ def test_a_method_sets_its_own_payment_window(app, client, monkeypatch):
     assert timedelta(days=2, hours=23) < order.expires_at - utcnow() <= timedelta(days=3)
 
 
-def test_migrating_a_version_1_database_brings_it_to_the_current_schema(app, client):
-    order = place_order(client)
+def _back_to_version(version: int) -> None:
+    """Undo the migrations after version on this database, as if it were that old."""
     migrator = SqliteMigrator(database.obj) if is_sqlite() else PostgresqlMigrator(database.obj)
     if is_sqlite():  # SQLite drops columns by copying tables; keep payments through the copy
         database.pragma("foreign_keys", 0)
-    migrate(migrator.drop_column("order", "fee"), migrator.drop_column("payment", "checked_at"))
-    database.drop_tables([SignInSession, SignInLink, WorkerHeartbeat])
+    # 5: custom amounts and promo codes
+    database.drop_tables([PromoUse, PromoCode, CustomRate])
+    migrate(*(migrator.drop_column("product", name)
+              for name in ("custom_enabled", "custom_min", "custom_max")),
+            migrator.drop_column("order", "discount"), migrator.drop_column("order", "promo_code"))
+    if version < 4:
+        database.drop_tables([SignInSession, SignInLink, WorkerHeartbeat])
+    if version < 3:
+        migrate(migrator.drop_column("payment", "checked_at"))
+    if version < 2:
+        migrate(migrator.drop_column("order", "fee"))
     if is_sqlite():
         database.pragma("foreign_keys", 1)
-    assert database.execute_sql("SELECT count(*) FROM payment").fetchone()[0] == 1
     SchemaVersion.delete().execute()
-    SchemaVersion.create(version=1)
+    SchemaVersion.create(version=version)
+
+
+def test_migrating_a_version_1_database_brings_it_to_the_current_schema(app, client):
+    order = place_order(client)
+    _back_to_version(1)
+    assert database.execute_sql("SELECT count(*) FROM payment").fetchone()[0] == 1
 
     result = app.test_cli_runner().invoke(main, ["migrate"])
-    assert result.exit_code == 0 and "Applied migrations: [2, 3, 4]" in result.output
-    assert schema.current_version() == 4
+    assert result.exit_code == 0 and "Applied migrations: [2, 3, 4, 5]" in result.output
+    assert schema.current_version() == 5
     assert SignInLink.select().count() == 0  # the table is back
     assert Order.get_by_id(order.id).fee == 0  # existing orders: no fee
     # Nothing that refers to the order was lost on the way (SQLite copies tables).
@@ -79,3 +93,25 @@ def test_migrating_a_version_1_database_brings_it_to_the_current_schema(app, cli
     again = app.test_cli_runner().invoke(main, ["migrate"])
     assert "Schema is up to date." in again.output
     assert buy(client).status_code == 303
+
+
+def test_migrating_a_version_4_database_keeps_its_orders_and_sells_promos(app, client):
+    order = place_order(client, coins=700)
+    before = (order.amount, order.fee, order.quantity, order.latest_payment().amount)
+    _back_to_version(4)
+    columns = {c.name for c in database.get_columns("order")}
+    assert "discount" not in columns and not database.table_exists("promocode")
+
+    result = app.test_cli_runner().invoke(main, ["migrate"])
+    assert result.exit_code == 0 and "Applied migrations: [5]" in result.output
+    assert schema.current_version() == 5
+    kept = Order.get_by_id(order.id)
+    assert (kept.amount, kept.fee, kept.quantity, kept.latest_payment().amount) == before
+    assert (kept.discount, kept.promo_code) == (0, None)  # old orders: no discount
+    assert kept.events.count() == 1 and kept.payments.count() == 1
+    product = Product.get(Product.slug == "tiktok-coins")
+    assert (product.custom_enabled, product.custom_min, product.custom_max) == (False, None, None)
+    PromoCode.create(code="AFTER", kind="percent", percent_bp=1000)
+    discounted = place_order(client, coins=700, promo="after")
+    assert (discounted.promo_code, discounted.discount) == ("AFTER", 94)
+    assert PromoUse.select().count() == 1

@@ -12,7 +12,7 @@ from peewee import (
 from topup.db import database
 from topup.money import Money
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -46,6 +46,11 @@ class Product(BaseModel):
     delivery_backend = CharField()
     enabled = BooleanField(default=True)
     sort = IntegerField(default=0)
+    # Custom amounts (topup.pricing): the buyer types a quantity from custom_min
+    # to custom_max, priced by the product's CustomRate in the order's currency.
+    custom_enabled = BooleanField(default=False)
+    custom_min = IntegerField(null=True)
+    custom_max = IntegerField(null=True)
 
     @classmethod
     def listed(cls):
@@ -53,10 +58,28 @@ class Product(BaseModel):
 
 
 class Package(BaseModel):
+    """A fixed quantity sold at its Prices. Each product offering custom amounts
+    also has one hidden row with quantity CUSTOM (0), never enabled and never
+    priced: custom orders refer to it (Order.package stays non-null) and record
+    the typed quantity in Order.quantity."""
+    CUSTOM = 0
+
     product = ForeignKeyField(Product, backref="packages", on_delete="CASCADE")
     quantity = IntegerField()
     enabled = BooleanField(default=True)
     sort = IntegerField(default=0)
+
+    @property
+    def is_custom(self) -> bool:
+        return self.quantity == self.CUSTOM
+
+    @classmethod
+    def custom_for(cls, product) -> "Package":
+        """The product's hidden custom-amount row, created on first use."""
+        row = cls.get_or_none(cls.product == product, cls.quantity == cls.CUSTOM)
+        if row is None:
+            row = cls.create(product=product, quantity=cls.CUSTOM, enabled=False, sort=-1)
+        return row
 
     @classmethod
     def priced_in(cls, product, currency):
@@ -80,6 +103,37 @@ class Price(BaseModel):
         return Money(self.amount, self.currency)
 
 
+class CustomRate(BaseModel):
+    """A product's custom-amount price in one currency: minor units per 1,000
+    units (coins), an exact integer (USD 1340 = $13.40 per 1,000 coins)."""
+    product = ForeignKeyField(Product, backref="custom_rates", on_delete="CASCADE")
+    currency = CharField(max_length=3)
+    per_thousand = IntegerField()  # minor units per 1,000 units
+
+    class Meta:
+        indexes = ((("product", "currency"), True),)
+
+
+class PromoCode(BaseModel):
+    """A discount code. code is stored upper-case (codes are case-insensitive).
+    kind "percent": percent_bp basis points (1000 = 10%); kind "fixed": fixed
+    maps currency -> minor units off (a currency it does not name: not usable)."""
+    code = CharField(unique=True)
+    kind = CharField(default="percent")
+    percent_bp = IntegerField(null=True)
+    fixed = JSONField(null=True)
+    product = ForeignKeyField(Product, null=True, on_delete="CASCADE")
+    country = CharField(max_length=2, null=True)
+    currency = CharField(max_length=3, null=True)
+    valid_from = DateTimeField(null=True)  # naive UTC
+    valid_until = DateTimeField(null=True)  # naive UTC, exclusive
+    max_uses = IntegerField(null=True)
+    uses = IntegerField(default=0)  # counted by topup.orders.create_order
+    max_uses_per_email = IntegerField(null=True)  # set: an order needs an e-mail
+    enabled = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+
 class Order(BaseModel):
     public_id = CharField(unique=True)
     idempotency_key = CharField(unique=True)
@@ -92,6 +146,8 @@ class Order(BaseModel):
     currency = CharField(max_length=3)
     amount = IntegerField()  # minor units, computed by the server: price + fee
     fee = IntegerField(default=0)  # minor units, the payment method's part of amount
+    discount = IntegerField(default=0)  # minor units taken off the price by promo_code
+    promo_code = CharField(null=True)
     email = CharField(null=True)
     payment_method = CharField()
     locale = CharField(default="en")
@@ -108,8 +164,20 @@ class Order(BaseModel):
     def fee_money(self) -> Money:
         return Money(self.fee, self.currency)
 
+    @property
+    def discount_money(self) -> Money:
+        return Money(self.discount, self.currency)
+
     def latest_payment(self):
         return self.payments.order_by(Payment.id.desc()).first()
+
+
+class PromoUse(BaseModel):
+    """One order's use of a promo code (per-e-mail limits count these)."""
+    promo = ForeignKeyField(PromoCode, backref="used", on_delete="CASCADE")
+    order = ForeignKeyField(Order, unique=True, on_delete="CASCADE")
+    email = CharField(null=True, index=True)  # lower-cased
+    created_at = DateTimeField(default=utcnow)
 
 
 class Payment(BaseModel):
@@ -196,5 +264,6 @@ class WorkerHeartbeat(BaseModel):
     seen_at = DateTimeField(default=utcnow)
 
 
-CORE_MODELS = [SchemaVersion, Product, Package, Price, Order, Payment, Delivery,
-               WebhookEvent, OrderEvent, SignInSession, SignInLink, WorkerHeartbeat]
+CORE_MODELS = [SchemaVersion, Product, Package, Price, CustomRate, PromoCode, Order, PromoUse,
+               Payment, Delivery, WebhookEvent, OrderEvent, SignInSession, SignInLink,
+               WorkerHeartbeat]

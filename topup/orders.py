@@ -22,7 +22,10 @@ from peewee import IntegrityError
 
 from topup.db import database, is_sqlite
 from topup.delivery import DeliveryResult
-from topup.models import Delivery, Order, OrderEvent, Package, Payment, WebhookEvent, utcnow
+from topup import pricing
+from topup.models import (Delivery, Order, OrderEvent, Package, Payment, PromoCode, PromoUse,
+                          WebhookEvent, utcnow)
+from topup.money import Money
 from topup.payments import PaymentEvent
 
 log = logging.getLogger(__name__)
@@ -119,44 +122,105 @@ def _set_payment_status(payment: Payment, new: str, error: str | None = None) ->
 
 def create_order(*, product, package, country: str, currency: str, account_id: str,
                  account_nickname: str | None, payment_method: str, email: str | None,
-                 locale: str, idempotency_key: str) -> tuple[Order, bool]:
-    """Create the order and its first Payment, priced by the server (package
-    price plus the method's fee), open for the method's payment window.
+                 locale: str, idempotency_key: str, quantity: int | None = None,
+                 promo_code: str | None = None) -> tuple[Order, bool]:
+    """Create the order and its first Payment, priced by the server through
+    topup.pricing (the package's price, or quantity x the product's rate for
+    its hidden custom package; minus promo_code's discount; plus the method's
+    fee on the discounted price), open for the method's payment window.
+
+    A promo code is re-checked here and its use counted in the order's
+    transaction: a conditional UPDATE (uses < max_uses) that takes the code's
+    row lock, then the per-e-mail count, then a PromoUse row; so a race of
+    buyers never uses it more than its limits allow.
 
     Returns (order, created). The same idempotency key with the same choices
     returns the existing order (a double tap); with other choices it is refused.
     """
+    promo_code = pricing.normalise_code(promo_code) or None
+    if not package.is_custom:
+        quantity = package.quantity
     choices = dict(product_id=product.id, package_id=package.id, country=country,
                    currency=currency, account_id=account_id, payment_method=payment_method,
-                   email=email or None)
+                   email=email or None, quantity=quantity, promo_code=promo_code)
     existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
     if existing is not None:
         return _resubmitted(existing, choices), False
-    priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
-    if priced is None:
-        raise OrderRefused(gettext("This package is not sold in that currency. "
-                                   "Please choose another."))
+    price = _price(product, package, currency, quantity)
     provider = current_app.extensions["topup"].providers.get(payment_method)
     if provider is None:
         raise OrderRefused(gettext("This payment method is not available. Please choose another."))
-    fee = provider.fee(priced.price.money).amount
+    promo = None
+    try:
+        if promo_code:
+            promo = pricing.find_promo(promo_code)
+            pricing.check_promo(promo, product=product, country=country, currency=currency,
+                                email=email, now=utcnow())
+    except pricing.PricingError as error:
+        raise OrderRefused(str(error)) from None
+    priced = pricing.quote(quantity=quantity, price=price, promo=promo, provider=provider)
     ttl = provider.expiry_seconds or current_app.config["ORDER_TTL_SECONDS"]
     try:
         with database.atomic():
+            if promo is not None:
+                _count_promo_use(promo, email)
             order = Order.create(
                 public_id=_new_public_id(), idempotency_key=idempotency_key,
-                quantity=package.quantity, account_nickname=account_nickname,
-                amount=priced.price.amount + fee, fee=fee, locale=locale,
+                account_nickname=account_nickname, amount=priced.total.amount,
+                fee=priced.fee.amount, discount=priced.discount.amount, locale=locale,
                 status=AWAITING_PAYMENT, expires_at=utcnow() + timedelta(seconds=ttl), **choices)
+            if promo is not None:
+                PromoUse.create(promo=promo, order=order, email=(email or "").lower() or None)
             Payment.create(order=order, provider=payment_method, amount=order.amount,
                            currency=currency)
-            _event(order, "status", "Order placed", new=AWAITING_PAYMENT, actor="buyer")
+            _event(order, "status", "Order placed" + (f", promo code {promo.code}: "
+                                                      f"-{priced.discount.amount} {currency}"
+                                                      if promo is not None else ""),
+                   new=AWAITING_PAYMENT, actor="buyer")
         return order, True
     except IntegrityError:  # the same key, submitted twice at once: the other request won
         existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
         if existing is None:
             raise
     return _resubmitted(existing, choices), False
+
+
+def _price(product, package, currency: str, quantity: int | None) -> Money:
+    """The price before any discount: the package's, or the custom amount's."""
+    if package.is_custom:
+        offer = pricing.custom_offer(product, currency)
+        if offer is None or package.product_id != product.id:
+            raise OrderRefused(gettext("Custom amounts are not sold in that currency. "
+                                       "Please choose a package."))
+        low, high, per_thousand = offer
+        try:
+            if quantity is None or not low <= quantity <= high:
+                raise pricing.PricingError(gettext(
+                    "Choose an amount from %(low)s to %(high)s.", low=f"{low:,}", high=f"{high:,}"))
+            return pricing.custom_price(quantity, per_thousand, currency)
+        except pricing.PricingError as error:
+            raise OrderRefused(str(error)) from None
+    priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
+    if priced is None:
+        raise OrderRefused(gettext("This package is not sold in that currency. "
+                                   "Please choose another."))
+    return priced.price.money
+
+
+def _count_promo_use(promo, email: str | None) -> None:
+    """Count one use, inside the order's transaction. The conditional UPDATE is
+    atomic on every database and holds the code's row lock until commit, so the
+    per-e-mail count after it sees every committed use of the code."""
+    counted = (PromoCode.update(uses=PromoCode.uses + 1)
+               .where(PromoCode.id == promo.id, PromoCode.enabled,
+                      PromoCode.max_uses.is_null() | (PromoCode.uses < PromoCode.max_uses))
+               .execute())
+    if counted != 1:
+        raise OrderRefused(gettext("This promo code has been used up."))
+    if promo.max_uses_per_email is not None and (
+            not email or pricing.uses_by(promo, email) >= promo.max_uses_per_email):
+        raise OrderRefused(gettext("You have already used this promo code.") if email else
+                           gettext("Enter your e-mail address to use this promo code."))
 
 
 def _new_public_id() -> str:

@@ -34,7 +34,19 @@ def _add_sign_in_tables(db):
     db.create_tables([SignInSession, SignInLink, WorkerHeartbeat], safe=True)
 
 
-MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at, 4: _add_sign_in_tables}  # version -> function(database) that reaches it
+def _add_custom_amounts_and_promos(db):
+    """5: custom amounts (product columns, per-currency rates) and promo codes
+    (codes, their uses, and the order's discount and code)."""
+    from topup.models import CustomRate, Order, Product, PromoCode, PromoUse
+    for name in ("custom_enabled", "custom_min", "custom_max"):
+        _add_column(db, Product, name)
+    for name in ("discount", "promo_code"):
+        _add_column(db, Order, name)
+    db.create_tables([CustomRate, PromoCode, PromoUse], safe=True)
+
+
+MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at, 4: _add_sign_in_tables,
+                    5: _add_custom_amounts_and_promos}  # version -> function(database) that reaches it
 
 
 def all_models(pm) -> list:

@@ -26,7 +26,7 @@ LANGUAGE_COOKIE = "lang"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 # The product page's form fields: the switcher carries them, so changing the
 # language re-renders the same choices.
-SWITCHER_KEEPS = ("country", "account", "package", "method", "email")
+SWITCHER_KEEPS = ("country", "account", "package", "method", "email", "quantity", "promo")
 _BY_LOWER = {code.lower().replace("_", "-"): code for code in SUPPORTED_LOCALES}
 # A browser's language without our region still gets our variant (pt-PT: pt_BR);
 # "in" is Indonesian's old code, still sent by some Android browsers.

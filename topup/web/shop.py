@@ -1,7 +1,8 @@
 """The buyer's shop: product list, product page, inline checks, Buy.
 
 Every step is a plain form that works without JavaScript; htmx only swaps the
-same partials in place (account check, country change).
+same partials in place (account check, country change, the total with a
+custom amount and a promo code). Prices come from topup.pricing.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 
-from topup import lookups, orders
+from topup import lookups, orders, pricing
 from topup.accounts import KINDS, AccountIdInvalid
-from topup.models import Package, Product
+from topup.models import Package, Product, utcnow
 from topup.regions import COUNTRIES, country_from_accept_language
 from topup.web import render_for_htmx
 from topup.web.limits import limit_lookups, limit_orders
@@ -26,7 +27,8 @@ bp = Blueprint("shop", __name__)
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 PACKAGE_ID = re.compile(r"[0-9]{1,9}")
-FORM_FIELDS = ("country", "account", "package", "method", "email")
+FORM_FIELDS = ("country", "account", "package", "method", "email", "quantity", "promo")
+CUSTOM = "custom"  # the package radio's value for a custom amount
 
 
 def form_values(source) -> dict:
@@ -100,19 +102,89 @@ def check_account(product: Product, raw: str) -> dict:
     return {"id": account_id, "nickname": info.nickname, "error": None}
 
 
+def _custom(product: Product, currency: str) -> dict | None:
+    """The custom amount offer in currency: {"package", "low", "high", "rate"}, or
+    None when the product does not sell one there (or its backend cannot deliver)."""
+    offer = pricing.custom_offer(product, currency)
+    if offer is None:
+        return None
+    package = Package.get_or_none(Package.product == product.id, Package.quantity == Package.CUSTOM)
+    if package is None or not registry().in_stock(product, package):
+        return None
+    low, high, rate = offer
+    return {"package": package, "low": low, "high": high, "rate": rate}
+
+
 def _options(product: Product, country: str) -> dict:
     currency = COUNTRIES[country].currency
     packages = [(package, package.price.money) for package in Package.priced_in(product, currency)
                 if registry().in_stock(product, package)]
-    return {"currency": currency, "packages": packages,
+    return {"currency": currency, "packages": packages, "custom": _custom(product, currency),
             "methods": registry().payment_methods(country, currency)}
+
+
+def _chosen(product: Product, currency: str, values: dict, custom: dict | None):
+    """The package (or custom amount) values choose: (package, quantity, price,
+    problem); problem is a message for the buyer, keyed "package" or "quantity"."""
+    if values["package"] == CUSTOM:
+        if custom is None:
+            return None, None, None, ("package", _("Custom amounts are not sold in that currency. "
+                                                   "Please choose a package."))
+        try:
+            quantity = pricing.parse_quantity(values["quantity"], custom["low"], custom["high"])
+            price = pricing.custom_price(quantity, custom["rate"], currency)
+        except pricing.PricingError as error:
+            return custom["package"], None, None, ("quantity", str(error))
+        return custom["package"], quantity, price, None
+    package = None
+    if PACKAGE_ID.fullmatch(values["package"]):
+        package = (Package.priced_in(product, currency)
+                   .where(Package.id == int(values["package"])).first())
+    if package is None:
+        return None, None, None, ("package", _("Choose a package."))
+    if not registry().in_stock(product, package):
+        return None, None, None, ("package", _("This package just sold out. Please choose another."))
+    return package, package.quantity, package.price.money, None
+
+
+def _promo(product: Product, country: str, currency: str, values: dict):
+    """The promo code values name, checked for this order: (promo, problem)."""
+    if not values["promo"]:
+        return None, None
+    email = values["email"] if EMAIL.fullmatch(values["email"]) else None
+    try:
+        promo = pricing.find_promo(values["promo"])
+        pricing.check_promo(promo, product=product, country=country, currency=currency,
+                            email=email, now=utcnow())
+    except pricing.PricingError as error:
+        return None, str(error)
+    return promo, None
+
+
+def _summary(product: Product, country: str, options: dict, values: dict) -> dict:
+    """What the total box shows: the quote for the choices so far, and why not."""
+    currency = options["currency"]
+    promo, promo_error = _promo(product, country, currency, values)
+    summary = {"quote": None, "promo": promo, "promo_error": promo_error, "problem": None}
+    if not values["package"]:
+        return summary
+    _package, quantity, price, problem = _chosen(product, currency, values, options["custom"])
+    if problem is not None:
+        summary["problem"] = problem[1]
+        return summary
+    provider = next((m for m in options["methods"] if m.id == values["method"]), None)
+    summary["quote"] = pricing.quote(quantity=quantity, price=price, promo=promo, provider=provider)
+    return summary
 
 
 def _page_context(product: Product, values: dict, errors: dict | None = None, account=None) -> dict:
     country = _country(values.get("country"))
+    options = _options(product, country)
+    summary = (_summary(product, country, options, values)
+               if values.get("package") or values.get("promo") else None)
     return {"product": product, "kind": KINDS[product.account_kind], "countries": COUNTRIES.values(),
             "country": country, "values": values, "errors": errors or {}, "account": account,
-            "idempotency_key": secrets.token_urlsafe(24), **_options(product, country)}
+            "idempotency_key": secrets.token_urlsafe(24), "summary": summary, **options}
 
 
 def _product_page(product: Product, values: dict, *, account=None, errors=None, status=200):
@@ -183,6 +255,20 @@ def options(slug):
                            **_page_context(product, form_values(request.args)))
 
 
+@bp.get("/<slug>/total")
+def total(slug):
+    """The total box (price, discount, fee, total), as the buyer chooses."""
+    product = _product_or_404(slug)
+    if not request.htmx:
+        return _to_full_page(slug)
+    values = form_values(request.args)
+    country = _country(values["country"])
+    options = _options(product, country)
+    return render_for_htmx("shop/_total.html", "shop/product.html", product=product,
+                           values=values, errors={}, currency=options["currency"],
+                           summary=_summary(product, country, options, values))
+
+
 @bp.post("/<slug>")
 @limit_orders
 def buy(slug):
@@ -203,20 +289,20 @@ def buy(slug):
     if account["error"]:
         errors["account"] = account["error"]
 
-    package = None
-    if PACKAGE_ID.fullmatch(values["package"]):
-        package = (Package.priced_in(product, currency)
-                   .where(Package.id == int(values["package"])).first())
-    if package is None:
-        errors["package"] = _("Choose a package.")
-    elif not registry().in_stock(product, package):
-        errors["package"] = _("This package just sold out. Please choose another.")
+    package, quantity, price, problem = _chosen(product, currency, values,
+                                                _custom(product, currency))
+    if problem is not None:
+        errors[problem[0]] = problem[1]
+
+    promo, promo_error = _promo(product, country, currency, values)
+    if promo_error:
+        errors["promo"] = promo_error
 
     provider = registry().providers.get(values["method"])
     if provider is None or provider not in registry().payment_methods(country, currency):
         errors["method"] = _("Choose a payment method.")
-    elif package is not None and provider not in registry().payment_methods(
-            country, currency, package.price.money):
+    elif price is not None and provider not in registry().payment_methods(
+            country, currency, pricing.quote(quantity=quantity, price=price, promo=promo).subtotal):
         errors["method"] = _("%(method)s can't be used for this amount. Please choose another.",
                              method=provider.name)
 
@@ -234,7 +320,8 @@ def buy(slug):
                 product=product, package=package, country=country, currency=currency,
                 account_id=account["id"], account_nickname=account["nickname"],
                 payment_method=provider.id, email=email, locale=str(get_locale()),
-                idempotency_key=key)
+                idempotency_key=key, quantity=quantity,
+                promo_code=promo.code if promo is not None else None)
             if created:
                 orders.start_payment(order, provider,
                                      return_url=url_for("orders.show", public_id=order.public_id,

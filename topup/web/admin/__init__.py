@@ -44,8 +44,8 @@ def render(partial: str, page: str, status: int = 200, **context):
 
 
 from topup.web.admin import (  # noqa: E402  (each registers its views on bp)
-    actions, catalog, dashboard, exports, orders, plugins, stock,
+    actions, catalog, dashboard, exports, orders, plugins, promos, stock,
 )
 
 __all__ = ["bp", "render", "actions", "catalog", "dashboard", "exports", "orders", "plugins",
-           "stock"]
+           "promos", "stock"]

@@ -1,5 +1,6 @@
-"""The catalog: products, their packages and per-currency prices; and, read
-only, the payment methods buyers of each country see with their fees.
+"""The catalog: products, their packages and per-currency prices, their custom
+amount settings; and, read only, the payment methods buyers of each country
+see with their fees.
 
 Amounts are typed in major units ("12.34") and stored exactly in minor units
 (topup.money). A form with a mistake changes nothing and comes back with 422.
@@ -11,13 +12,14 @@ from flask_babel import gettext as _
 from peewee import IntegrityError
 
 from topup.db import database
-from topup.models import Package, Price, Product
+from topup.models import CustomRate, Package, Price, Product
 from topup.regions import COUNTRIES
 from topup.web.admin import bp, forms
 
 CURRENCIES = tuple(sorted({country.currency for country in COUNTRIES.values()}))
 MAX_QUANTITY = 10**9
 MAX_SORT = 10**6
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns on Postgres; larger ones name nothing
 
 
 def registry():
@@ -25,14 +27,14 @@ def registry():
 
 
 def product_or_404(product_id: int) -> Product:
-    product = Product.get_or_none(Product.id == product_id)
+    product = Product.get_or_none(Product.id == product_id) if product_id <= MAX_ID else None
     if product is None:
         abort(404, _("There is no such product."))
     return product
 
 
 def package_or_404(package_id: int) -> Package:
-    package = Package.get_or_none(Package.id == package_id)
+    package = Package.get_or_none(Package.id == package_id) if package_id <= MAX_ID else None
     if package is None:
         abort(404, _("There is no such package."))
     return package
@@ -57,8 +59,11 @@ def catalog():
 
 
 def product_page(product: Product, status: int = 200, errors=None, values=None):
-    packages = list(Package.select().where(Package.product == product)
+    packages = list(Package.select().where(Package.product == product,
+                                           Package.quantity != Package.CUSTOM)
                     .order_by(Package.sort, Package.quantity))
+    rates = {rate.currency: rate.per_thousand
+             for rate in CustomRate.select().where(CustomRate.product == product)}
     prices = {}
     for price in Price.select().where(Price.package.in_([p.id for p in packages] or [0])):
         prices.setdefault(price.package_id, []).append(price)
@@ -66,7 +71,7 @@ def product_page(product: Product, status: int = 200, errors=None, values=None):
         listed.sort(key=lambda price: price.currency)
     backends = sorted(set(registry().backends) | {product.delivery_backend})
     return render_template("admin/product.html", product=product, packages=packages,
-                           prices=prices, backends=backends,
+                           prices=prices, backends=backends, rates=rates,
                            loaded=set(registry().backends), currencies=CURRENCIES,
                            major=forms.major, errors=errors or {},
                            values=values or {}), status
@@ -184,3 +189,64 @@ def add_price(package_id):
     flash(_("Added a price in %(currency)s.", currency=currency))
     return redirect(url_for("admin.product", product_id=package.product_id,
                             _anchor=f"package-{package.id}"), 303)
+
+
+# --- custom amounts ----------------------------------------------------------------
+# The buyer types a quantity from min to max; each currency's rate is the price
+# of 1,000 units, typed in major units and stored exactly in minor units
+# (CustomRate.per_thousand). topup.pricing rounds quantity x rate per currency.
+
+
+def custom_fields(form, problems: list[str]) -> tuple[dict, dict]:
+    """(product columns, {currency: per_thousand or None}) from the custom amount form."""
+    fields = {"custom_enabled": "custom_enabled" in form}
+    for name, label in (("custom_min", _("Smallest amount")), ("custom_max", _("Largest amount"))):
+        if not fields["custom_enabled"] and not (form.get(name) or "").strip():
+            fields[name] = None  # not selling custom amounts: the range may stay empty
+            continue
+        try:
+            fields[name] = forms.integer(form.get(name), 1, MAX_QUANTITY, label)
+        except forms.FormError as error:
+            problems.append(str(error))
+            fields[name] = None
+    if fields["custom_min"] and fields["custom_max"] and fields["custom_min"] > fields["custom_max"]:
+        problems.append(_("The smallest amount cannot be more than the largest."))
+    rates = {}
+    for currency in CURRENCIES:
+        typed = (form.get(f"rate-{currency}") or "").strip()
+        if not typed:
+            rates[currency] = None
+            continue
+        try:
+            rates[currency] = forms.amount(typed, currency)
+        except forms.FormError as error:
+            problems.append(f"{currency}: {error}")
+    if fields["custom_enabled"] and not any(rates.values()) and not problems:
+        problems.append(_("Give the price of 1,000 in at least one currency to sell custom "
+                          "amounts."))
+    return fields, rates
+
+
+@bp.post("/catalog/<int:product_id>/custom")
+def update_custom(product_id):
+    product = product_or_404(product_id)
+    problems = []
+    fields, rates = custom_fields(request.form, problems)
+    if problems:
+        return refused(product, "custom", problems)
+    with database.atomic():
+        Product.update(**fields).where(Product.id == product.id).execute()
+        Package.custom_for(product)  # the hidden package custom orders refer to
+        for currency, per_thousand in rates.items():
+            query = CustomRate.select().where(CustomRate.product == product,
+                                              CustomRate.currency == currency)
+            if per_thousand is None:
+                CustomRate.delete().where(CustomRate.product == product,
+                                          CustomRate.currency == currency).execute()
+            elif query.exists():
+                (CustomRate.update(per_thousand=per_thousand)
+                 .where(CustomRate.product == product, CustomRate.currency == currency).execute())
+            else:
+                CustomRate.create(product=product, currency=currency, per_thousand=per_thousand)
+    flash(_("Saved the custom amount settings."))
+    return redirect(url_for("admin.product", product_id=product.id, _anchor="custom"), 303)
