@@ -128,8 +128,12 @@ def serve(host, port, threads, workers):
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Behind PROXY_FIX_X_FOR proxies, werkzeug's ProxyFix reads their X-Forwarded-*
+    # headers (topup.web.limits); waitress must pass them on instead of dropping them.
+    behind_proxy = bool(app.config.get("PROXY_FIX_X_FOR"))
     server = waitress.server.create_server(app, host=host, port=port, threads=threads,
-                                           ident="topup")
+                                           ident="topup",
+                                           clear_untrusted_proxy_headers=not behind_proxy)
     bound = server.effective_port  # --port 0: the one the system picked
     app.config.setdefault("INTERNAL_URL", f"http://{_connectable(host)}:{bound}")
     worker = Worker(app).start() if workers else None
