@@ -20,11 +20,21 @@ from flask import (Blueprint, abort, current_app, g, redirect, render_template, 
 
 from topup.db import database
 from topup.models import SignInLink, SignInSession, utcnow
+from topup.web.limits import limiter
 
 bp = Blueprint("auth", __name__)
 
 SESSION_KEY = "sid"
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
+SIGN_IN_RATE_LIMIT = "10 per minute; 50 per hour"  # per client address (SIGN_IN_RATE_LIMIT)
+
+
+def limit_sign_in(view):
+    """Sign-in attempts share one budget per client address, so sign-in links
+    cannot be guessed at speed (over it: 429 with a message)."""
+    return limiter.shared_limit(
+        lambda: current_app.config.get("SIGN_IN_RATE_LIMIT", SIGN_IN_RATE_LIMIT),
+        scope="sign-in")(view)
 
 
 def _hash(token: str) -> str:
@@ -132,6 +142,7 @@ def sign_in():
 
 
 @bp.get("/admin/link/<token>")
+@limit_sign_in
 def link(token):
     """Show the link's confirm button: a GET never signs anyone in (mail
     scanners and link previews open URLs)."""
@@ -140,6 +151,7 @@ def link(token):
 
 
 @bp.post("/admin/link/<token>")
+@limit_sign_in
 def use_link(token):
     with database.atomic():
         found = _usable_link(token)

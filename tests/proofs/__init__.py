@@ -1,0 +1,1 @@
+"""Proofs that topup loses and doubles nothing (docs/guarantees.md lists them all)."""
