@@ -50,6 +50,8 @@ class Defaults:
     LOOKUP_NOT_FOUND_CACHE_SECONDS = 30
     LOOKUP_RATE_LIMIT = "30 per minute; 300 per hour"
     ORDER_RATE_LIMIT = "10 per minute; 100 per hour"
+    # Sign-in links and identity-provider sign-in (start and callback) share one budget.
+    SIGN_IN_RATE_LIMIT = "10 per minute; 50 per hour"
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
     PROXY_FIX_X_FOR = 0  # how many reverse proxies set X-Forwarded-For in front of topup

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 from datetime import timedelta
 
 from peewee import IntegrityError
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # Digiflazz: a status check on a transaction older than 90 days makes a NEW one.
 MAX_CHECK_AGE = timedelta(days=85)
+
+
+# Every ref_id ref_id_for makes; anything else in a callback was never ours.
+REF_ID = re.compile(r"TU[A-Z2-7]{20}")
 
 
 def ref_id_for(public_id: str, seq: int) -> str:
@@ -209,9 +214,11 @@ class DigiflazzDelivery(DeliveryBackend):
 
 def apply_callback(data: dict) -> str:
     """Keep a verified callback's word on its ref_id; if final, make the waiting
-    delivery due now. Returns "unknown" (not a ref_id we sent) or "recorded"."""
+    delivery due now. Returns "unknown" (not a ref_id we sent) or "recorded".
+    A ref_id not shaped like ours is unknown without a query: a signed body can
+    still carry a NUL or stray bytes, which Postgres refuses with an error."""
     ref_id = data.get("ref_id")
-    valid = isinstance(ref_id, str) and 0 < len(ref_id) <= 40
+    valid = isinstance(ref_id, str) and REF_ID.fullmatch(ref_id) is not None
     row = record(ref_id, data, "callback") if valid else None
     if row is None:
         return "unknown"

@@ -3,7 +3,8 @@ person's look (after they paid) or is refunded; each exactly once.
 
 Uses the shop's SMTP settings (SMTP_*, MAIL_FROM, PUBLIC_URL); without
 SMTP_HOST it does nothing. Settings (PLUGINS["receipts"]): max_attempts (8),
-retry_base_seconds (60), retry_max_seconds (3600), batch (20 per sweep).
+retry_base_seconds (60), retry_max_seconds (3600), batch (20 per sweep);
+{"$env": "NAME"} reads one from the environment, as for every plugin.
 See docs/receipts.md.
 """
 from __future__ import annotations

@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from flask import current_app
 
 from topup import mail, orders
+from topup.config import resolve_secrets
 from topup.models import Order, Payment, utcnow
 from topup_plugins.receipts.compose import compose, order_link
 from topup_plugins.receipts.models import ReceiptMail
@@ -26,7 +27,17 @@ DEFAULTS = {"max_attempts": 8, "retry_base_seconds": 60, "retry_max_seconds": 36
 
 
 def settings() -> dict:
-    return {**DEFAULTS, **current_app.config["PLUGINS"].get("receipts", {})}
+    """PLUGINS["receipts"] over the defaults, read like every plugin's settings
+    ({"$env": "NAME"} works); a value from the environment is text, so each
+    known setting is taken as a whole number."""
+    merged = {**DEFAULTS, **resolve_secrets(current_app.config["PLUGINS"].get("receipts", {}))}
+    for key in DEFAULTS:
+        try:
+            merged[key] = int(merged[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"receipts {key} must be a whole number, "
+                             f"not {merged[key]!r}") from None
+    return merged
 
 
 def kind_for(order, old: str, new: str) -> str | None:

@@ -19,6 +19,7 @@ from topup_plugins.digiflazz.models import DigiflazzTransaction
 
 from tests.conftest import pay, place_order, wait_for
 from tests.plugins.digiflazz_server import FakeDigiflazz
+from tests.proofs.common import table_snapshot
 
 USERNAME = "tokokoin"
 API_KEY = "dev-" + "5f0e" * 8
@@ -408,6 +409,31 @@ def test_a_callback_for_a_ref_id_we_never_sent_is_acknowledged_and_ignored(app, 
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "ignored"
     assert DigiflazzTransaction.select().count() == 0
     assert any("never sent" in r.getMessage() for r in caplog.records)
+
+
+def test_a_signed_callback_with_a_ref_id_not_shaped_like_ours_is_unknown_and_changes_nothing(
+        app, client, fake, caplog, monkeypatch):
+    """A NUL or stray byte never reaches a query (Postgres refuses a NUL with an error)."""
+    fake.outcomes = ["Pending"]
+    order = paid_order(app, client)
+    work(app)
+    ours = ref_id_for(order.public_id, 0)
+    before = table_snapshot(app)
+
+    def no_query(*args):
+        raise AssertionError(f"record() called with {args[0]!r}")
+
+    monkeypatch.setattr("topup_plugins.digiflazz.backend.record", no_query)
+    for junk in ["abc\x00def", ours + "\x00", ours[:-1] + "\x00", ours + "\n", ours.lower(),
+                 "TU" + "\x00" * 20, "", 7, None]:
+        body, headers = signed({"data": {"ref_id": junk, "status": "Sukses", "rc": "00",
+                                         "sn": "STOLEN", "message": "Sukses"}})
+        answer = client.post("/digiflazz/callback", data=body, headers=headers)
+        assert answer.status_code == 200, repr(junk)
+        assert answer.get_json() == {"ok": True, "outcome": "ignored"}, repr(junk)
+    assert table_snapshot(app) == before
+    assert sum("never sent" in r.getMessage() for r in caplog.records) == 9
+    assert (delivery(order).status, status(order)) == ("waiting", orders.DELIVERING)
 
 
 def test_the_webhook_ping_is_answered(client):

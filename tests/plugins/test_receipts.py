@@ -356,6 +356,30 @@ def test_gives_up_after_max_attempts(app, client, smtp, caplog):
     assert smtp.messages == []
 
 
+def test_settings_from_the_environment_are_read_like_other_plugins(app, client, smtp,
+                                                                    monkeypatch):
+    """{"$env": NAME} works here too; the environment's text is a number."""
+    monkeypatch.setenv("RECEIPTS_TEST_MAX_ATTEMPTS", "2")
+    app.config["PLUGINS"] = {**app.config["PLUGINS"], "receipts": {
+        "max_attempts": {"$env": "RECEIPTS_TEST_MAX_ATTEMPTS"}, "retry_base_seconds": 0}}
+    with app.app_context():
+        assert outbox.settings() == {**outbox.DEFAULTS, "max_attempts": 2,
+                                     "retry_base_seconds": 0}
+    order = place_order(client, email=BUYER)
+    pay(app, order)
+    for _ in range(3):
+        housekeeping(app)
+    assert row(order, "paid").attempts == 2 and row(order, "paid").sent_at is None
+
+
+def test_a_setting_that_is_not_a_number_says_which(app, monkeypatch):
+    monkeypatch.setenv("RECEIPTS_TEST_BATCH", "twenty")
+    app.config["PLUGINS"] = {**app.config["PLUGINS"],
+                             "receipts": {"batch": {"$env": "RECEIPTS_TEST_BATCH"}}}
+    with app.app_context(), pytest.raises(ValueError, match="receipts batch must be a whole"):
+        outbox.settings()
+
+
 def test_one_failure_stops_the_sweep(app, client, smtp):
     """A down server costs a sweep one timeout, not one per waiting receipt."""
     placed = [place_order(client, email=BUYER, account=f"@buyer_{index}") for index in range(3)]

@@ -1,11 +1,13 @@
 """Rate limits on sign-in, and body limits on every POST route.
 
 Lookups and Buy are limited per client (tests/web/test_limits.py). Here:
-sign-in links (GET and POST /admin/link/<token>) share a per-client budget,
-so links cannot be guessed at speed; and a body over MAX_CONTENT_LENGTH is
-413 with a clear message and no change, on every POST route of app.url_map —
-forms (urlencoded and multipart), webhooks and callbacks (even correctly
-signed), and chunked bodies without a Content-Length over real HTTP.
+sign-in links (GET and POST /admin/link/<token>) and identity-provider
+sign-in (POST /sign-in/<provider> and its callback) share a per-client
+budget, so links cannot be guessed at speed; and a body over
+MAX_CONTENT_LENGTH is 413 with a clear message and no change, on every POST
+route of app.url_map — forms (urlencoded and multipart), webhooks and
+callbacks (even correctly signed), and chunked bodies without a
+Content-Length over real HTTP.
 """
 from __future__ import annotations
 
@@ -65,6 +67,30 @@ def test_guessing_sign_in_links_is_rate_limited_per_client(limited, app, client,
     signed_in = elsewhere.post(real, data={"csrf_token": CSRF.search(page).group(1)},
                                environ_base=environ)
     assert signed_in.status_code == 303 and SignInSession.select().count() == 1
+
+
+def test_starting_identity_provider_sign_in_is_rate_limited_per_client(limited, app, client,
+                                                                     stub):
+    token = form_tokens(client.get("/tiktok-coins").get_data(as_text=True))["csrf_token"]
+    started = [client.post("/sign-in/stub", data={"csrf_token": token, "next": "/admin/"})
+               for _ in range(3)]
+    assert [r.status_code for r in started] == [303, 303, 303]
+    assert all(r.headers["Location"].startswith(f"{stub.url}/authorize?") for r in started)
+    # The budget is spent: no more trips to the provider, and its callback waits too.
+    for refused in (client.post("/sign-in/stub", data={"csrf_token": token}),
+                    client.get("/sign-in/stub/callback?state=x&code=y")):
+        assert refused.status_code == 429
+        assert "Location" not in refused.headers
+        assert "going a bit fast" in visible(refused)
+        assert int(refused.headers["Retry-After"]) > 0
+    assert SignInSession.select().count() == 0
+    # Another address has its own budget.
+    elsewhere = app.test_client()
+    environ = {"REMOTE_ADDR": "192.0.2.45"}
+    page = elsewhere.get("/tiktok-coins", environ_base=environ).get_data(as_text=True)
+    again = elsewhere.post("/sign-in/stub", data={"csrf_token": form_tokens(page)["csrf_token"]},
+                           environ_base=environ)
+    assert again.status_code == 303 and again.headers["Location"].startswith(stub.url)
 
 
 # --- every POST route refuses a body over the limit ---------------------------------------

@@ -26,14 +26,13 @@ bp = Blueprint("auth", __name__)
 
 SESSION_KEY = "sid"
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
-SIGN_IN_RATE_LIMIT = "10 per minute; 50 per hour"  # per client address (SIGN_IN_RATE_LIMIT)
 
 
 def limit_sign_in(view):
     """Sign-in attempts share one budget per client address, so sign-in links
     cannot be guessed at speed (over it: 429 with a message)."""
     return limiter.shared_limit(
-        lambda: current_app.config.get("SIGN_IN_RATE_LIMIT", SIGN_IN_RATE_LIMIT),
+        lambda: current_app.config["SIGN_IN_RATE_LIMIT"],
         scope="sign-in")(view)
 
 

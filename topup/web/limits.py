@@ -3,8 +3,10 @@ in Redis when RATELIMIT_STORAGE_URI says so (needed with several processes).
 
 Account lookups share one budget (the partial and the page that checks a
 username in its query string), so nobody can use us to hammer a reseller;
-Buy has its own. Behind a reverse proxy set PROXY_FIX_X_FOR to the number of
-proxies so the limit applies to buyers, not to the proxy.
+Buy has its own; sign-in too (topup.web.auth.limit_sign_in: admin links and
+identity-provider sign-in, SIGN_IN_RATE_LIMIT). Behind a reverse proxy set
+PROXY_FIX_X_FOR to the number of proxies so the limit applies to buyers, not
+to the proxy.
 """
 from __future__ import annotations
 

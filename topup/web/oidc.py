@@ -7,6 +7,9 @@ session; anyone else a buyer session, which only shows their own orders
 (topup.web.account) — except that asking for the admin without being listed
 is refused outright, so no one mistakes a buyer session for admin access.
 
+Starting and finishing a sign-in count against the sign-in rate limit
+(SIGN_IN_RATE_LIMIT), which admin links share.
+
 Configure OIDC_PROVIDERS = {"id": {"label", "server_metadata_url", "client_id",
 "client_secret" (or {"$env": NAME}), "scope"}}; see docs/sign-in.md.
 """
@@ -25,7 +28,7 @@ from flask_babel import gettext as _
 from joserfc.errors import JoseError
 
 from topup.config import resolve_secrets
-from topup.web.auth import is_operator, safe_next, start_session
+from topup.web.auth import is_operator, limit_sign_in, safe_next, start_session
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +154,11 @@ def _wants_admin(raw: str | None) -> bool:
 
 
 @bp.post("/sign-in/<provider>")
+@limit_sign_in
 def login(provider):
     """Start the authorization-code flow (the form is CSRF-protected, so no
-    other site can start a sign-in in someone's browser)."""
+    other site can start a sign-in in someone's browser). In the sign-in
+    budget: each start may fetch the provider's metadata."""
     found = _provider_or_404(provider)
     client = found.client()
     redirect_uri = _callback_url(found.id)
@@ -175,7 +180,10 @@ def login(provider):
 
 
 @bp.get("/sign-in/<provider>/callback")
+@limit_sign_in
 def callback(provider):
+    """Finish the flow. In the sign-in budget too: a replayed session cookie
+    keeps its pending state, and each callback may ask the provider for a token."""
     found = _provider_or_404(provider)
     try:
         subject, pending = _finish(found)
