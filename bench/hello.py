@@ -16,7 +16,7 @@ def hello():
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
                                            ident="topup")

@@ -115,7 +115,9 @@ def migrate():
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int, help="Waitress threads.")
+@click.option("--threads", default=4, show_default=True, type=int,
+              help="Waitress threads. Python runs one at a time: more only help while "
+                   "requests wait (a distant database, slow providers); see bench/throughput.")
 @click.option("--workers/--no-workers", default=True, show_default=True,
               help="Run the delivery worker threads inside this process.")
 @with_appcontext

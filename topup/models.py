@@ -9,7 +9,7 @@ from peewee import (
     TextField,
 )
 
-from topup.db import database
+from topup.db import Prepared, database, insert_row
 from topup.money import Money
 
 SCHEMA_VERSION = 5
@@ -31,6 +31,17 @@ class JSONField(TextField):
 class BaseModel(Model):
     class Meta:
         database = database
+
+    @classmethod
+    def create(cls, **values):
+        """Model.create, with the INSERT prepared (topup.db.insert_row)."""
+        meta = cls._meta
+        if not meta.auto_increment or values.get(meta.primary_key.name) is not None:
+            return super().create(**values)
+        instance = cls(**values)
+        instance._pk = insert_row(instance)
+        instance._dirty.clear()
+        return instance
 
 
 class SchemaVersion(BaseModel):
@@ -88,6 +99,11 @@ class Package(BaseModel):
                 .join(Price)
                 .where(cls.product == product, cls.enabled, Price.currency == currency)
                 .order_by(cls.sort, cls.quantity))
+
+    @classmethod
+    def priced(cls, product, currency: str, package_id: int) -> "Package | None":
+        """One of priced_in, by id (every Buy asks, twice)."""
+        return _PRICED_PACKAGE.first(product.id, currency, package_id)
 
 
 class Price(BaseModel):
@@ -169,7 +185,11 @@ class Order(BaseModel):
         return Money(self.discount, self.currency)
 
     def latest_payment(self):
-        return self.payments.order_by(Payment.id.desc()).first()
+        return _LATEST_PAYMENT.first(self.id)
+
+    @classmethod
+    def by_idempotency_key(cls, key: str) -> "Order | None":
+        return _ORDER_BY_KEY.first(key)
 
 
 class PromoUse(BaseModel):
@@ -267,3 +287,11 @@ class WorkerHeartbeat(BaseModel):
 CORE_MODELS = [SchemaVersion, Product, Package, Price, CustomRate, PromoCode, Order, PromoUse,
                Payment, Delivery, WebhookEvent, OrderEvent, SignInSession, SignInLink,
                WorkerHeartbeat]
+
+
+# Prepared: on the path of every Buy (see topup.db.Prepared).
+_PRICED_PACKAGE = Prepared(lambda product, currency, package: (
+    Package.priced_in(product, currency).where(Package.id == package).limit(1)))
+_LATEST_PAYMENT = Prepared(lambda order: (
+    Payment.select().where(Payment.order == order).order_by(Payment.id.desc()).limit(1)))
+_ORDER_BY_KEY = Prepared(lambda key: Order.select().where(Order.idempotency_key == key).limit(1))

@@ -53,6 +53,8 @@ TRANSITIONS = {
 }
 # Nothing more will happen without a person: the buyer's page stops watching.
 FINAL = frozenset({DELIVERED, EXPIRED, FAILED, REFUNDED, CANCELED})
+# Ends of an order that was never paid: a promo code's use is given back.
+UNPAID_ENDS = frozenset({EXPIRED, FAILED, CANCELED})
 
 
 class OrderRefused(Exception):
@@ -94,6 +96,10 @@ def _transition(order: Order, new: str, message: str | None = None, actor: str =
         return False
     order.status = new
     _event(order, "status", message, old=old, new=new, actor=actor)
+    if order.promo_code and old == AWAITING_PAYMENT and new in UNPAID_ENDS:
+        _give_back_promo_use(order)
+    elif order.promo_code and old in UNPAID_ENDS and new == NEEDS_ATTENTION:
+        _count_promo_use_again(order)
     registry = current_app.extensions["topup"]
     database.after_commit(lambda: registry.broadcast_status_changed(order, old, new))
     return True
@@ -143,7 +149,7 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
     choices = dict(product_id=product.id, package_id=package.id, country=country,
                    currency=currency, account_id=account_id, payment_method=payment_method,
                    email=email or None, quantity=quantity, promo_code=promo_code)
-    existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
+    existing = Order.by_idempotency_key(idempotency_key)
     if existing is not None:
         return _resubmitted(existing, choices), False
     price = _price(product, package, currency, quantity)
@@ -179,7 +185,7 @@ def create_order(*, product, package, country: str, currency: str, account_id: s
                    new=AWAITING_PAYMENT, actor="buyer")
         return order, True
     except IntegrityError:  # the same key, submitted twice at once: the other request won
-        existing = Order.get_or_none(Order.idempotency_key == idempotency_key)
+        existing = Order.by_idempotency_key(idempotency_key)
         if existing is None:
             raise
     return _resubmitted(existing, choices), False
@@ -200,7 +206,7 @@ def _price(product, package, currency: str, quantity: int | None) -> Money:
             return pricing.custom_price(quantity, per_thousand, currency)
         except pricing.PricingError as error:
             raise OrderRefused(str(error)) from None
-    priced = Package.priced_in(product, currency).where(Package.id == package.id).first()
+    priced = Package.priced(product, currency, package.id)
     if priced is None:
         raise OrderRefused(gettext("This package is not sold in that currency. "
                                    "Please choose another."))
@@ -221,6 +227,27 @@ def _count_promo_use(promo, email: str | None) -> None:
             not email or pricing.uses_by(promo, email) >= promo.max_uses_per_email):
         raise OrderRefused(gettext("You have already used this promo code.") if email else
                            gettext("Enter your e-mail address to use this promo code."))
+
+
+def _give_back_promo_use(order: Order) -> None:
+    """An order never paid gives its promo use back (inside its transition), so
+    abandoned checkouts cannot use up a code with a limit."""
+    use = PromoUse.get_or_none(PromoUse.order == order.id)
+    if use is None:
+        return
+    use.delete_instance()
+    (PromoCode.update(uses=PromoCode.uses - 1)
+     .where(PromoCode.id == use.promo_id, PromoCode.uses > 0).execute())
+
+
+def _count_promo_use_again(order: Order) -> None:
+    """Money came after all for an order that gave its use back: it was paid at
+    the discounted price, so the use counts again, over the limit if need be."""
+    promo = PromoCode.get_or_none(PromoCode.code == order.promo_code)
+    if promo is None or PromoUse.get_or_none(PromoUse.order == order.id) is not None:
+        return
+    PromoCode.update(uses=PromoCode.uses + 1).where(PromoCode.id == promo.id).execute()
+    PromoUse.create(promo=promo, order=order, email=(order.email or "").lower() or None)
 
 
 def _new_public_id() -> str:
@@ -263,7 +290,7 @@ def start_payment(order: Order, provider, return_url: str) -> Payment:
         (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
                         status="started", updated_at=utcnow())
          .where(Payment.id == payment.id, Payment.status == "created").execute())
-    return Payment.get_by_id(payment.id)
+    return order.latest_payment()
 
 
 # --- payment events (webhooks and re-fetches) -------------------------------

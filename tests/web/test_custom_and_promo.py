@@ -12,7 +12,7 @@ import pytest
 from topup import orders
 from topup.models import CustomRate, Order, Package, Product, PromoCode, PromoUse, utcnow
 
-from tests.conftest import buy, form_tokens, package_id, place_order
+from tests.conftest import buy, form_tokens, package_id, pay, place_order
 from tests.web import HX, body, is_full_page, visible
 
 
@@ -262,3 +262,54 @@ def test_more_buyers_than_uses_at_once_never_go_over_the_limit(app):
     assert PromoCode.get_by_id(promo.id).uses == 3
     assert PromoUse.select().count() == 3
     assert Order.select().where(Order.promo_code == "RACE").count() == 3
+
+
+@pytest.fixture
+def one_use(app):
+    return PromoCode.create(code="ONCE", kind="fixed", fixed={"USD": 50}, max_uses=1)
+
+
+def _overdue(order):
+    Order.update(expires_at=utcnow()).where(Order.id == order.id).execute()
+
+
+def test_an_order_never_paid_gives_its_use_back(app, client, one_use):
+    first = place_order(client, coins=700, promo="once")
+    assert buy(client, coins=700, promo="once").status_code == 422  # used up
+    _overdue(first)
+    with app.app_context():
+        assert orders.expire_overdue() == 1
+    assert PromoCode.get_by_id(one_use.id).uses == 0
+    assert PromoUse.select().count() == 0
+    second = place_order(client, coins=700, promo="once")
+    assert second.discount == 50 and PromoCode.get_by_id(one_use.id).uses == 1
+
+
+def test_a_canceled_unpaid_order_gives_its_use_back_and_a_paid_one_keeps_it(app, client, one_use):
+    paid = place_order(client, coins=700, promo="once")
+    pay(app, paid)
+    with app.app_context(), pytest.raises(orders.OrderRefused):
+        orders.cancel(Order.get_by_id(paid.id), "buyer asked", actor="operator@example.com")
+    assert PromoCode.get_by_id(one_use.id).uses == 1
+
+    one_use.uses = 0
+    one_use.save()
+    PromoUse.delete().execute()
+    unpaid = place_order(client, coins=700, promo="once")
+    with app.app_context():
+        orders.cancel(Order.get_by_id(unpaid.id), "buyer asked", actor="operator@example.com")
+    assert Order.get_by_id(unpaid.id).status == orders.CANCELED
+    assert PromoCode.get_by_id(one_use.id).uses == 0
+
+
+def test_money_after_expiry_counts_the_use_again_even_over_the_limit(app, client, one_use):
+    late = place_order(client, coins=700, promo="once")
+    _overdue(late)
+    with app.app_context():
+        orders.expire_overdue()
+    other = place_order(client, coins=700, promo="once")  # the use given back, taken again
+    assert pay(app, late) == "applied"
+    assert Order.get_by_id(late.id).status == orders.NEEDS_ATTENTION
+    # The late buyer paid the discounted price: both uses count, one over the limit.
+    assert PromoCode.get_by_id(one_use.id).uses == 2
+    assert {use.order_id for use in PromoUse.select()} == {late.id, other.id}

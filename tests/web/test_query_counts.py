@@ -47,7 +47,7 @@ def test_the_landing_page_and_the_account_check_need_no_query_when_warm(warm):
     assert statements == []
 
 
-def test_the_order_page_and_its_status_partial_need_one_query_each(app, client):
+def test_the_order_page_and_an_unchanged_poll_need_one_query_each(app, client):
     with app.app_context():
         order = place_order(client)
     with counted() as statements:
@@ -57,6 +57,13 @@ def test_the_order_page_and_its_status_partial_need_one_query_each(app, client):
         live = client.get(f"/orders/{order.public_id}/live?seen=awaiting_payment", headers=HX)
         assert live.status_code == 204
     assert len(statements) == 1, statements
+    selected = statements[0].split(" FROM ")[0]
+    assert '"status"' in selected and '"public_id"' not in selected  # the shown state only
+    # A change: the narrow query, then the order for the new block.
+    with counted() as statements:
+        live = client.get(f"/orders/{order.public_id}/live?seen=preparing", headers=HX)
+        assert live.status_code == 200 and 'id="live"' in live.get_data(as_text=True)
+    assert len(statements) == 2, statements
 
 
 def test_buy_stays_within_its_query_budget(app, client):

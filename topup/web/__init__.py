@@ -1,6 +1,7 @@
 """The web layer: blueprints, and what every response shares."""
 from __future__ import annotations
 
+from babel import Locale
 from flask import abort, has_request_context, make_response, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -27,6 +28,9 @@ LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 # The product page's form fields: the switcher carries them, so changing the
 # language re-renders the same choices.
 SWITCHER_KEEPS = ("country", "account", "package", "method", "email", "quantity", "promo")
+# Parsed once: Babel's Locale.parse looks for the locale's data file on disk
+# every time it is given a string, and the selector runs on every request.
+_PARSED = {code: Locale.parse(code) for code in SUPPORTED_LOCALES}
 _BY_LOWER = {code.lower().replace("_", "-"): code for code in SUPPORTED_LOCALES}
 # A browser's language without our region still gets our variant (pt-PT: pt_BR);
 # "in" is Indonesian's old code, still sent by some Android browsers.
@@ -37,6 +41,15 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "connect-src 'self'", "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
     "object-src 'none'",
 ])
+
+
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),  # order URLs are secrets
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
 
 
 def supported_locale(value: str | None) -> str | None:
@@ -57,16 +70,16 @@ def browser_locale(accept_languages) -> str | None:
     return None
 
 
-def select_locale() -> str:
+def select_locale() -> Locale:
     """The switcher's choice (the lang query parameter, then its cookie), else
     the browser's best match among ours, else English. Outside a request (a
     worker, a command), English: what a buyer reads there says its own locale,
     as receipts do with force_locale(order.locale)."""
     if not has_request_context():
-        return "en"
-    return (supported_locale(request.args.get("lang"))
-            or supported_locale(request.cookies.get(LANGUAGE_COOKIE))
-            or browser_locale(request.accept_languages) or "en")
+        return _PARSED["en"]
+    return _PARSED[supported_locale(request.args.get("lang"))
+                   or supported_locale(request.cookies.get(LANGUAGE_COOKIE))
+                   or browser_locale(request.accept_languages) or "en"]
 
 
 # What buyers read for the errors they can meet, instead of werkzeug's English.
@@ -93,9 +106,11 @@ def render_for_htmx(partial: str, page: str, status: int = 200, **context):
 
 
 def init_app(app) -> None:
-    from topup.web import admin, auth, limits, oidc, ops, orders, qr, shop, webhooks
+    from topup.web import admin, auth, limits, oidc, ops, orders, qr, shop, tokens, webhooks
 
     limits.init_app(app)
+    app.session_interface = tokens.SessionCookies()
+    app.jinja_env.globals["csrf_token"] = tokens.csrf_token
 
     assets = Assets(ROOT / "static")
     app.register_blueprint(assets.blueprint)
@@ -111,6 +126,7 @@ def init_app(app) -> None:
     @app.context_processor
     def globals_for_templates():
         return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
+                "csrf_token": tokens.csrf_token,  # over Flask-WTF's own (see topup.web.tokens)
                 "locale": str(get_locale()), "languages": LANGUAGES,
                 "switcher_keeps": SWITCHER_KEEPS}
 
@@ -146,14 +162,15 @@ def init_app(app) -> None:
 
     @app.after_request
     def security_headers(response):
+        """SECURITY_HEADERS, each unless the view set its own (one pass over the
+        headers: this runs on every response)."""
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")  # order URLs are secrets
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        present = {name.lower() for name in headers.keys()}
+        for name, value in SECURITY_HEADERS:
+            if name.lower() not in present:
+                headers.add(name, value)
+        if request.is_secure and "strict-transport-security" not in present:
+            headers.add("Strict-Transport-Security", "max-age=31536000")
         return response
 
     @app.errorhandler(CSRFError)

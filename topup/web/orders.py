@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from topup import orders
 from peewee import JOIN
 
+from topup import orders
+from topup.db import Prepared
 from topup.models import Delivery, Order, Payment, Product
 from topup.payments import PaymentAction
 
@@ -15,16 +16,31 @@ bp = Blueprint("orders", __name__, url_prefix="/orders")
 POLL_SECONDS = {orders.NEEDS_ATTENTION: 30, "queued": 30}  # others: 2
 
 
+# The order with its product, latest payment and delivery, in one prepared
+# query: the status partial is polled every few seconds by every open order page.
+_ORDER_PAGE = Prepared(lambda public_id: (
+    Order.select(Order, Product, Payment, Delivery)
+    .join(Product).switch(Order)
+    .join(Payment, JOIN.LEFT_OUTER).switch(Order)
+    .join(Delivery, JOIN.LEFT_OUTER)
+    .where(Order.public_id == public_id)
+    .order_by(Payment.id.desc())
+    .limit(1)))
+
+
+# Only what the status block shows, for the usual poll (nothing changed):
+# (order status, has a payment action, delivery status), as the driver gives them.
+_SHOWN_NOW = Prepared(lambda public_id: (
+    Order.select(Order.status, Payment.action.is_null(False), Delivery.status)
+    .join(Payment, JOIN.LEFT_OUTER).switch(Order)
+    .join(Delivery, JOIN.LEFT_OUTER)
+    .where(Order.public_id == public_id)
+    .order_by(Payment.id.desc())
+    .limit(1)))
+
+
 def _order_or_404(public_id: str) -> Order:
-    """The order with its product, latest payment and delivery, in one query:
-    the status partial is polled every few seconds by every open order page."""
-    order = (Order.select(Order, Product, Payment, Delivery)
-             .join(Product).switch(Order)
-             .join(Payment, JOIN.LEFT_OUTER).switch(Order)
-             .join(Delivery, JOIN.LEFT_OUTER)
-             .where(Order.public_id == public_id[:64])
-             .order_by(Payment.id.desc())
-             .first())
+    order = _ORDER_PAGE.first(public_id[:64])
     if order is None:
         abort(404, _("There is no order at this address. Check the link you were given."))
     return order
@@ -37,22 +53,22 @@ def _joined(order: Order, name: str):
     return row if row is not None and row.id is not None else None
 
 
-def _shown(order: Order, action: PaymentAction | None, delivery) -> str:
+def _shown(status: str, has_action: bool, delivery_status: str | None) -> str:
     """What the status block shows: the status, "preparing" while an unpaid
     order has no payment action yet (its payment is still being started), or
     "queued" while its delivery waits on the backend (an operator, a reseller)."""
-    if order.status == orders.AWAITING_PAYMENT and action is None:
+    if status == orders.AWAITING_PAYMENT and not has_action:
         return "preparing"
-    if order.status == orders.DELIVERING and delivery is not None and delivery.status == "waiting":
+    if status == orders.DELIVERING and delivery_status == "waiting":
         return "queued"
-    return order.status
+    return status
 
 
 def _context(order: Order) -> dict:
     payment, delivery = _joined(order, "payment"), _joined(order, "delivery")
     action = PaymentAction.from_json(payment.action) if payment and payment.action else None
     provider = current_app.extensions["topup"].providers.get(order.payment_method)
-    shown = _shown(order, action, delivery)
+    shown = _shown(order.status, action is not None, delivery.status if delivery else None)
     return {"order": order, "payment_name": provider.name if provider else order.payment_method,
             "payment": payment, "action": action, "delivery": delivery,
             "shown": shown, "final": order.status in orders.FINAL,
@@ -71,12 +87,15 @@ def show(public_id):
 @bp.get("/<public_id>/live")
 def live(public_id):
     """The status block, for htmx polling: 204 (nothing to swap) while what
-    the page shows (`seen`) is still current."""
-    order = _order_or_404(public_id)
+    the page shows (`seen`) is still current, found with a narrow query."""
     headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
+    seen = request.args.get("seen")
+    if request.htmx and seen:
+        now = _SHOWN_NOW.row(public_id[:64])
+        if now is not None and _shown(*now) == seen:
+            return "", 204, headers
+    order = _order_or_404(public_id)
     if not request.htmx:
         return redirect(url_for("orders.show", public_id=order.public_id), 303), headers
     context = _context(order)
-    if request.args.get("seen") == context["shown"]:
-        return "", 204, headers
     return render_template("orders/_live.html", **context), 200, headers

@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_wtf.csrf import generate_csrf
+from flask_babel import lazy_gettext as _l
 
 from topup import lookups, orders, pricing
 from topup.accounts import KINDS, AccountIdInvalid
@@ -21,6 +21,7 @@ from topup.models import Package, Product, utcnow
 from topup.regions import COUNTRIES, country_from_accept_language
 from topup.web import render_for_htmx
 from topup.web.limits import limit_lookups, limit_orders
+from topup.web.tokens import csrf_token
 
 bp = Blueprint("shop", __name__)
 
@@ -86,14 +87,14 @@ def check_account(product: Product, raw: str) -> dict:
     except AccountIdInvalid as invalid:
         return {"id": None, "nickname": None, "error": str(invalid.args[0])}
     backend = registry().backends.get(product.delivery_backend)
-    failure = _("We couldn't check this account right now. Please try again in a moment.")
+    failure = _l("We couldn't check this account right now. Please try again in a moment.")
     if backend is None:
-        return {"id": account_id, "nickname": None, "error": failure}
+        return {"id": account_id, "nickname": None, "error": str(failure)}
     try:
         info = lookups.lookup(backend, product, account_id)
     except Exception as exc:  # a broken backend is contained, the buyer told plainly
         registry().contain(backend.id, exc)
-        return {"id": account_id, "nickname": None, "error": failure}
+        return {"id": account_id, "nickname": None, "error": str(failure)}
     if not info.found:
         # A backend's reason is a fixed English sentence: shown in the buyer's
         # language when the catalogues have it (mark it with N_ for extraction).
@@ -138,8 +139,7 @@ def _chosen(product: Product, currency: str, values: dict, custom: dict | None):
         return custom["package"], quantity, price, None
     package = None
     if PACKAGE_ID.fullmatch(values["package"]):
-        package = (Package.priced_in(product, currency)
-                   .where(Package.id == int(values["package"])).first())
+        package = Package.priced(product, currency, int(values["package"]))
     if package is None:
         return None, None, None, ("package", _("Choose a package."))
     if not registry().in_stock(product, package):
@@ -216,7 +216,7 @@ def _landing(product: Product, values: dict) -> str:
         hit = (time.monotonic() + ttl, render_template("shop/product.html", **context))
         if ttl > 0:
             cache[key] = hit
-    return (hit[1].replace(CSRF_SLOT, generate_csrf(), 1)
+    return (hit[1].replace(CSRF_SLOT, csrf_token(), 1)
             .replace(KEY_SLOT, secrets.token_urlsafe(24), 1))
 
 
