@@ -1,0 +1,118 @@
+"""topup.db: prepared queries and inserts give what peewee gives; SQLite
+writers of one process queue on the writer lock and always release it."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from peewee import JOIN
+
+from topup.db import Prepared, database, is_sqlite
+from topup.models import Delivery, Order, OrderEvent, Payment, Product, SchemaVersion
+
+from tests.conftest import pay, place_order
+
+
+def _joined(public_id):
+    return (Order.select(Order, Product, Payment, Delivery)
+            .join(Product).switch(Order)
+            .join(Payment, JOIN.LEFT_OUTER).switch(Order)
+            .join(Delivery, JOIN.LEFT_OUTER)
+            .where(Order.public_id == public_id)
+            .order_by(Payment.id.desc()).limit(1))
+
+
+def test_a_prepared_query_gives_what_peewee_gives_and_is_built_once(app, client):
+    order = place_order(client)
+    pay(app, order)
+    prepared = Prepared(_joined)
+    with app.app_context():
+        mine, theirs = prepared.first(order.public_id), _joined(order.public_id).first()
+        assert mine.__data__ == theirs.__data__
+        assert mine.product.__data__ == theirs.product.__data__
+        assert mine.payment.__data__ == theirs.payment.__data__
+        assert mine.delivery.__data__ == theirs.delivery.__data__
+        assert prepared.first("no-such-order") is None
+        prepared.first(order.public_id)
+        assert len(prepared._built) == 1
+
+
+def test_a_prepared_row_is_the_drivers_tuple(app, client):
+    order = place_order(client)
+    prepared = Prepared(lambda public_id: Order.select(Order.status, Order.amount)
+                        .where(Order.public_id == public_id))
+    with app.app_context():
+        assert tuple(prepared.row(order.public_id)) == ("awaiting_payment", order.amount)
+        assert prepared.row("nope") is None
+
+
+def test_an_argument_that_never_reaches_the_sql_is_refused(app):
+    prepared = Prepared(lambda unused: Order.select().where(Order.id == 1))
+    with app.app_context(), pytest.raises(ValueError, match="exactly once"):
+        prepared.first("x")
+
+
+def test_create_inserts_what_peewee_would_with_defaults_and_the_new_id(app, client):
+    order = place_order(client)
+    with app.app_context():
+        event = OrderEvent.create(order=order, kind="note", message="hello", actor="test")
+        assert event.id is not None and not event.dirty_fields
+        stored = OrderEvent.get_by_id(event.id)
+        assert (stored.order_id, stored.kind, stored.message, stored.actor) == (
+            order.id, "note", "hello", "test")
+        assert stored.created_at == event.created_at  # the default, as inserted
+        assert stored.from_status is None  # not given: NULL, as peewee leaves it
+        # A model whose primary key is given keeps peewee's own create.
+        version = SchemaVersion.create(id=999, version=1)
+        assert SchemaVersion.get_by_id(999).version == version.version == 1
+
+
+def _sqlite_only(app):
+    with app.app_context():
+        if not is_sqlite():
+            pytest.skip("the writer queue is SQLite's (Postgres has row locks)")
+
+
+def test_writers_from_many_threads_all_commit(app, client):
+    """On SQLite they queue on the writer lock; none may time out or be lost."""
+    order = place_order(client)
+    errors = []
+
+    def write(thread):
+        with app.app_context():
+            try:
+                for number in range(20):
+                    with database.atomic():
+                        OrderEvent.create(order=order, kind="note", message=f"{thread}-{number}")
+            except Exception as exc:  # pragma: no cover - what the test looks for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with app.app_context():
+        assert OrderEvent.select().where(OrderEvent.kind == "note").count() == 160
+
+
+def test_a_failed_transaction_frees_the_writer_lock(app, client):
+    _sqlite_only(app)
+    with app.app_context():
+        with pytest.raises(RuntimeError), database.atomic():
+            OrderEvent.select().count()
+            raise RuntimeError("the view failed half-way")
+        assert not database.obj._writer.locked()
+        started = time.monotonic()
+        freed = []
+
+        def other_thread():
+            with app.app_context(), database.atomic():
+                freed.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(5)
+        assert freed and freed[0] < 1  # not a busy_timeout's wait
