@@ -36,7 +36,8 @@ from hypothesis.stateful import (
 
 from topup import orders, reconcile, worker
 from topup.delivery import DeliveryResult
-from topup.models import Delivery, Order, OrderEvent, Package, Payment, Product, utcnow
+from topup.models import (Delivery, Order, OrderEvent, Package, Payment, Product, PromoCode,
+                          PromoUse, utcnow)
 from topup.web.admin.allowed import available
 from topup_plugins.sandbox.delivery import SandboxCredit
 from topup_plugins.sandbox.payment import SandboxCheckout
@@ -49,6 +50,7 @@ ANSWERS = ("delivered", "pending", "retry", "failed", "raise", "credit_then_rais
 ACTIONS = ("mark-paid", "retry", "delivered", "failed", "cancel", "refund")
 CHOICES = [("US", "USD", 70), ("ID", "IDR", 30), ("BR", "BRL", 350), ("VN", "VND", 70)]
 OPEN_DELIVERY = ("pending", "working", "waiting")
+PROMO = "MACHINE"  # 10% off, no limits: some orders carry it
 
 MACHINE_SETTINGS = settings(
     max_examples=30, stateful_step_count=25, derandomize=True, database=None, deadline=None,
@@ -135,7 +137,7 @@ class OrderLives(RuleBasedStateMachine):
         """A context for calling topup directly (the test client's requests get their own)."""
         return self.app.test_request_context()
 
-    def _place(self, choice) -> int:
+    def _place(self, choice, promo: bool) -> int:
         country, currency, coins = choice
         product = Product.get(Product.slug == "tiktok-coins")
         package = Package.get(Package.product == product, Package.quantity == coins)
@@ -143,20 +145,22 @@ class OrderLives(RuleBasedStateMachine):
             order, created = orders.create_order(
                 product=product, package=package, country=country, currency=currency,
                 account_id="machine_user", account_nickname=None, payment_method="sandbox",
-                email=None, locale="en", idempotency_key=secrets.token_urlsafe(18))
+                email=None, locale="en", idempotency_key=secrets.token_urlsafe(18),
+                promo_code=PROMO if promo else None)
             assert created
             provider = self.app.extensions["topup"].providers["sandbox"]
             orders.start_payment(order, provider, return_url="http://127.0.0.1/return")
         self.mine.append(order.id)
         return order.id
 
-    @initialize(target=placed, choice=st.sampled_from(CHOICES))
-    def first_order(self, choice):
-        return self._place(choice)
+    @initialize(target=placed, choice=st.sampled_from(CHOICES), promo=st.booleans())
+    def first_order(self, choice, promo):
+        PromoCode.get_or_create(code=PROMO, defaults={"kind": "percent", "percent_bp": 1000})
+        return self._place(choice, promo)
 
-    @rule(target=placed, choice=st.sampled_from(CHOICES))
-    def place(self, choice):
-        return self._place(choice)
+    @rule(target=placed, choice=st.sampled_from(CHOICES), promo=st.booleans())
+    def place(self, choice, promo):
+        return self._place(choice, promo)
 
     # --- the payment provider ---------------------------------------------------------
 
@@ -303,6 +307,23 @@ class OrderLives(RuleBasedStateMachine):
                     assert credits == 1
             if order_id in self.delivered_recorded:  # never asked again once recorded
                 assert self.backend.delivered_calls[order_id] == self.delivered_recorded[order_id]
+
+    @invariant()
+    def a_promo_use_is_held_unless_the_order_ended_unpaid(self):
+        code = PromoCode.get_or_none(PromoCode.code == PROMO)
+        if code is None:
+            return
+        assert code.uses == PromoUse.select().where(PromoUse.promo == code.id).count()
+        for order_id in self.mine:
+            order = Order.get_by_id(order_id)
+            if order.promo_code != PROMO:
+                continue
+            reached = {e.to_status for e in OrderEvent.select().where(
+                OrderEvent.order == order_id, OrderEvent.kind == "status")}
+            ended_unpaid = (order.status in orders.UNPAID_ENDS
+                            and not reached & {orders.PAID, orders.NEEDS_ATTENTION})
+            held = PromoUse.select().where(PromoUse.order == order_id).exists()
+            assert held != ended_unpaid, (order.status, reached, held)
 
     def teardown(self):
         """Run the worker until nothing is due, with a backend that works: an
