@@ -12,6 +12,7 @@ from topup.db import Prepared, database, is_sqlite
 from topup.models import Delivery, Order, OrderEvent, Payment, Product, SchemaVersion
 
 from tests.conftest import pay, place_order
+from tests.test_worker import run_threads
 
 
 def _joined(public_id):
@@ -77,23 +78,15 @@ def _sqlite_only(app):
 def test_writers_from_many_threads_all_commit(app, client):
     """On SQLite they queue on the writer lock; none may time out or be lost."""
     order = place_order(client)
-    errors = []
 
-    def write(thread):
+    def write():
         with app.app_context():
-            try:
-                for number in range(20):
-                    with database.atomic():
-                        OrderEvent.create(order=order, kind="note", message=f"{thread}-{number}")
-            except Exception as exc:  # pragma: no cover - what the test looks for
-                errors.append(exc)
+            for number in range(20):
+                with database.atomic():
+                    OrderEvent.create(order=order, kind="note",
+                                      message=f"{threading.get_ident()}-{number}")
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    run_threads(8, write)
     with app.app_context():
         assert OrderEvent.select().where(OrderEvent.kind == "note").count() == 160
 
