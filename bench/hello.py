@@ -1,6 +1,7 @@
 """The baseline for bench/throughput: a minimal Flask route under the same
 waitress configuration as `topup serve`. Prints its URL, then serves."""
 import argparse
+import logging
 import sys
 
 import waitress.server
@@ -15,6 +16,7 @@ def hello():
 
 
 if __name__ == "__main__":
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as `topup serve` does
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
