@@ -201,9 +201,26 @@ def test_a_loop_error_does_not_kill_the_worker(app, client, started_worker, monk
     assert len(calls) >= 2
 
 
+def test_a_long_sweep_does_not_hold_deliveries_up(app, client, started_worker, monkeypatch):
+    sweeping, release = threading.Event(), threading.Event()
+
+    def long_sweep(app_):  # thousands of orders expiring at once, say
+        sweeping.set()
+        release.wait(30)
+
+    monkeypatch.setattr(worker, "sweep", long_sweep)
+    started_worker(1)
+    assert sweeping.wait(5)
+    [order] = paid_orders(app, client, 1)
+    try:
+        wait_for(lambda: status(order) == orders.DELIVERED)
+    finally:
+        release.set()
+
+
 def test_stop_ends_every_thread(app):
     w = worker.Worker(app, 3).start()
-    assert len(w.threads) == 3 and all(t.is_alive() for t in w.threads)
+    assert len(w.threads) == 3 + 1 and all(t.is_alive() for t in w.threads)  # and the sweeper
     w.stop()
     assert not any(t.is_alive() for t in w.threads)
 

@@ -72,7 +72,9 @@ def sweep(app) -> None:
 
 
 class Worker:
-    """`threads` loops that deliver until stopped; the first also sweeps."""
+    """`threads` loops that deliver until stopped, and one that sweeps every
+    SWEEP_EVERY_SECONDS: a long sweep (thousands of unpaid orders expiring at
+    once) never holds deliveries up."""
 
     def __init__(self, app, threads: int | None = None):
         self.app = app
@@ -83,9 +85,9 @@ class Worker:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> Worker:
-        for index in range(self.count):
-            thread = threading.Thread(target=self._loop, args=(index == 0,),
-                                      name=f"topup-worker-{index}", daemon=True)
+        loops = [(self._deliver_loop, f"topup-worker-{index}") for index in range(self.count)]
+        for target, name in loops + [(self._sweep_loop, "topup-sweeper")]:
+            thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
         return self
@@ -96,17 +98,21 @@ class Worker:
         for thread in self.threads:
             thread.join(timeout)
 
-    def _loop(self, sweeps: bool) -> None:
+    def _deliver_loop(self) -> None:
         poll = self.app.config["WORKER_POLL_SECONDS"]
-        next_sweep = 0.0
         while not self.stopping.is_set():
             try:
-                if sweeps and time.monotonic() >= next_sweep:
-                    sweep(self.app)
-                    next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
                 if deliver_once(self.app):
                     continue
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("worker loop error")
             if self.wake.wait(poll):
                 self.wake.clear()
+
+    def _sweep_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sweep(self.app)
+            except Exception:  # nor one round of housekeeping
+                log.exception("worker sweep error")
+            self.stopping.wait(SWEEP_EVERY_SECONDS)
