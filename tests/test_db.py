@@ -109,3 +109,31 @@ def test_a_failed_transaction_frees_the_writer_lock(app, client):
         thread.start()
         thread.join(5)
         assert freed and freed[0] < 1  # not a busy_timeout's wait
+
+
+def test_a_write_outside_a_transaction_queues_too_and_a_read_does_not(app, client):
+    """Left to SQLite's busy handler, it would seldom find the lock free between
+    queued writers, and fail after busy_timeout."""
+    _sqlite_only(app)
+    order = place_order(client)
+    writer = database.obj._writer
+    writer.acquire()  # as a transaction in another thread would
+    read, written = threading.Event(), threading.Event()
+
+    def other_thread():
+        with app.app_context():
+            Order.select().count()
+            read.set()
+            OrderEvent.create(order=order, kind="note", message="outside a transaction")
+            written.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    try:
+        assert read.wait(5)
+        assert not written.wait(0.3)  # queued behind the holder
+    finally:
+        writer.release()
+    assert written.wait(5)
+    thread.join(5)
+    assert not writer.locked()

@@ -8,6 +8,7 @@ back at teardown, instead of connecting (and setting pragmas) every time.
 """
 from __future__ import annotations
 
+import re
 import threading
 
 from peewee import DatabaseProxy, OperationalError, SqliteDatabase, Value
@@ -25,6 +26,7 @@ SQLITE_PRAGMAS = {
 
 
 POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
 class SerialSqliteDatabase(PooledSqliteDatabase):
@@ -35,7 +37,10 @@ class SerialSqliteDatabase(PooledSqliteDatabase):
     in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and
     so wakes late, long after the lock was free. Under a burst of Buys that
     sleeping was the order-creation p99. A Python lock hands over the moment it
-    is released. Other processes (a separate worker) still meet busy_timeout.
+    is released. Every write of the process queues on it, a write outside a
+    transaction too: one left to the busy handler would rarely find the lock
+    free between two queued writers, and fail after busy_timeout. Other
+    processes (a separate worker) still meet busy_timeout.
     """
 
     def __init__(self, *args, **kwargs):
@@ -43,15 +48,27 @@ class SerialSqliteDatabase(PooledSqliteDatabase):
         self._writer = threading.Lock()
         self._holder = threading.local()
 
-    def begin(self, lock_type=None):
+    def _acquire(self) -> None:
         if not self._writer.acquire(timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000):
             raise OperationalError("database is locked")
         self._holder.held = True
+
+    def begin(self, lock_type=None):
+        self._acquire()
         try:
             super().begin(lock_type)
         except BaseException:
             self._release()
             raise
+
+    def execute_sql(self, sql, params=None, *args, **kwargs):
+        if self.in_transaction() or not _WRITE.match(sql):
+            return super().execute_sql(sql, params, *args, **kwargs)
+        self._acquire()  # a write outside a transaction (autocommit) queues too
+        try:
+            return super().execute_sql(sql, params, *args, **kwargs)
+        finally:
+            self._release()
 
     def commit(self):
         super().commit()  # if COMMIT fails, the transaction is open until its rollback

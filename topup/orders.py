@@ -371,7 +371,7 @@ def expire_overdue() -> int:
     expired = 0
     due = (Order.select(Order.id)
            .where(Order.status == AWAITING_PAYMENT, Order.expires_at < utcnow()))
-    for (order_id,) in due.tuples():
+    for (order_id,) in list(due.tuples()):  # read first: no write while a read is open
         with database.atomic():
             order = _locked(order_id)
             if order.status == AWAITING_PAYMENT and order.expires_at < utcnow():

@@ -36,7 +36,7 @@ def payments(limit: int = 100) -> dict:
            .order_by(Payment.checked_at.asc(nulls="first"), Payment.id)
            .limit(limit))
     tally = {"asked": 0, "applied": 0, "errors": 0}
-    for payment in due:
+    for payment in list(due):  # read first: on SQLite a write while a read is open can fail
         provider = registry.providers.get(payment.provider)
         Payment.update(checked_at=now).where(Payment.id == payment.id).execute()
         if provider is None:

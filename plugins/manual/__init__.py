@@ -114,7 +114,7 @@ def housekeeping():
            .where(ManualTask.notified_at.is_null(), ManualTask.notify_attempts > 0,
                   ManualTask.notify_attempts < MAX_NOTIFY_ATTEMPTS,
                   ManualTask.created_at > utcnow() - timedelta(days=1)))
-    for task in due:
+    for task in list(due):  # read first: notify() writes
         order = Order.get_or_none(Order.public_id == task.order_ref)
         if order is not None:
             notify(backend.settings, task, order)
