@@ -170,10 +170,6 @@ def worker(threads):
 
     _require_ready()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # waitress warns "Task queue depth is N" for each request that waits for a
-    # free thread: under load, thousands of lines a second, written by the
-    # server exactly when it is busiest (bench/soak counted 1,500 a second).
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     running = Worker(current_app._get_current_object(), threads).start()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
