@@ -4,17 +4,8 @@ from __future__ import annotations
 
 from flask_babel import force_locale, gettext
 
-from topup_plugins.qr import emv
+from tests.plugins.test_qr import STATIC_QRIS  # a made-up static merchant QRIS
 
-# A made-up static merchant QRIS, shaped like the real ones (tests/plugins/test_qr.py).
-STATIC_QRIS = emv.build([
-    ("01", "11"),
-    ("26", [("00", "ID.CO.EXAMPLE.WWW"), ("01", "936000000000000001"), ("02", "EXAMPLE01"),
-            ("03", "UMI")]),
-    ("51", [("00", "ID.CO.QRIS.WWW"), ("02", "ID1020000000001"), ("03", "UMI")]),
-    ("52", "5411"), ("53", "360"), ("58", "ID"), ("59", "TOKO CONTOH"), ("60", "JAKARTA"),
-    ("61", "10110"), ("62", [("07", "A01")]),
-])
 # Each locale's country pays at home: QRIS, Pix, SPEI (the example plugin), PromptPay, VietQR.
 LOCAL_METHODS = {
     "qris": {"qris": STATIC_QRIS},
