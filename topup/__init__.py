@@ -12,23 +12,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None):
-    from flask import Flask
     from flask_babel import Babel
     from flask_wtf.csrf import CSRFProtect
-    from htmx_flask import Htmx
 
     from topup import config, db, web
     from topup.plugins import Registry, get_plugin_manager
+    from topup.web.app import App
 
     instance_path = os.environ.get("TOPUP_INSTANCE_PATH")
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=os.path.abspath(instance_path) if instance_path else None,
-                template_folder=str(ROOT / "templates"), static_folder=None)
+    app = App(__name__, instance_relative_config=True,
+              instance_path=os.path.abspath(instance_path) if instance_path else None,
+              template_folder=str(ROOT / "templates"), static_folder=None)
     config.load(app, test_config)
     db.init_app(app)
     pm = get_plugin_manager(app.config["DISABLED_PLUGINS"], app.instance_path)
     app.extensions["topup"] = Registry(pm, app.config["PLUGINS"])
-    Htmx(app)
     CSRFProtect(app)
     Babel(app, locale_selector=web.select_locale)
     web.init_app(app)

@@ -63,3 +63,11 @@ def test_htmx_compressed_is_small(client):
 ])
 def test_encoding_negotiation(header, chosen):
     assert preferred(header) == chosen
+
+
+def test_vary_is_one_header_naming_each_dependency_once(client):
+    """The view's Vary (HX-Request) and what every answer depends on, merged."""
+    partial = client.get("/tiktok-coins/account?account=maria.s", headers={"HX-Request": "true"})
+    assert partial.headers.getlist("Vary") == ["HX-Request, Accept-Encoding, Accept-Language, Cookie"]
+    script = client.get(static_url(client, "topup.js"))
+    assert script.headers.getlist("Vary") == ["Accept-Encoding"]

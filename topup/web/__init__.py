@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from topup import ROOT
+from topup.web import compression
 from topup.web.assets import Assets
 
 # The buyer-facing languages, each named in itself for the switcher. "en" is
@@ -50,6 +51,8 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "same-origin"),  # order URLs are secrets
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 )
+VARY_ANY = ("Accept-Encoding",)
+VARY_PAGE = ("Accept-Encoding", "Accept-Language", "Cookie")
 
 
 def supported_locale(value: str | None) -> str | None:
@@ -107,7 +110,10 @@ def render_for_htmx(partial: str, page: str, status: int = 200, **context):
 
 def init_app(app) -> None:
     from topup.web import admin, auth, limits, oidc, ops, orders, qr, shop, tokens, webhooks
+    from topup.web.polls import StatusPolls
 
+    # Inside the proxy fix (limits.init_app), so it sees the buyer's scheme.
+    app.wsgi_app = StatusPolls(app.wsgi_app, orders.shown_now, SECURITY_HEADERS)
     limits.init_app(app)
     app.session_interface = tokens.SessionCookies()
     app.jinja_env.globals["csrf_token"] = tokens.csrf_token
@@ -139,33 +145,36 @@ def init_app(app) -> None:
     @app.before_request
     def refuse_nul_bytes():
         """NUL is never meaningful in our URLs or forms, and Postgres refuses it in text."""
-        if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+        query = request.query_string  # parsed only when it may hold one
+        if "\x00" in request.path or ((b"%00" in query or b"\x00" in query) and any(
+                "\x00" in value for value in request.args.values())):
             abort(400, _("The address contains characters we can't accept."))
-        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
+        if request.method != "GET" and request.mimetype in (
+                "application/x-www-form-urlencoded", "multipart/form-data") and any(
                 "\x00" in value for value in request.form.values()):
             abort(400, _("The form contains characters we can't accept."))
 
     @app.after_request
-    def remember_language(response):
-        """The switcher's choice, kept for a year; pages say they depend on it."""
+    def finish_response(response):
+        """What every answer gets, in one pass over its headers (each hook and
+        each `response.vary` edit re-parses them): the switcher's language
+        cookie, Vary, compression, and SECURITY_HEADERS unless the view set its own."""
         chosen = supported_locale(request.args.get("lang"))
         if chosen and chosen != request.cookies.get(LANGUAGE_COOKIE):
             response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_AGE,
                                 samesite="Lax", httponly=True, secure=request.is_secure)
-        if response.mimetype == "text/html":
-            response.vary.update(("Accept-Language", "Cookie"))
-        return response
-
-    from topup.web.compression import compress_response
-
-    app.after_request(compress_response)
-
-    @app.after_request
-    def security_headers(response):
-        """SECURITY_HEADERS, each unless the view set its own (one pass over the
-        headers: this runs on every response)."""
+        compression.compress_response(response)
         headers = response.headers
-        present = {name.lower() for name in headers.keys()}
+        present = {name.lower(): value for name, value in headers.items()}
+        # Pages are in the buyer's language (Accept-Language, the lang cookie).
+        varies = VARY_PAGE if response.mimetype == "text/html" else VARY_ANY
+        if "vary" in present:
+            already = {name.strip().lower() for name in present["vary"].split(",")}
+            varies = [name for name in varies if name.lower() not in already]
+            if varies:
+                headers["Vary"] = ", ".join((present["vary"], *varies))
+        else:
+            headers.add("Vary", ", ".join(varies))
         for name, value in SECURITY_HEADERS:
             if name.lower() not in present:
                 headers.add(name, value)

@@ -50,7 +50,6 @@ class Assets:
         response = Response(self._body(name, encoding), mimetype=mimetype)
         if encoding:
             response.headers["Content-Encoding"] = encoding
-        response.vary.add("Accept-Encoding")
         response.cache_control.max_age = YEAR
         response.cache_control.immutable = True
         response.cache_control.public = True

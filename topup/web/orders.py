@@ -84,16 +84,19 @@ def show(public_id):
     return response, 200, {"Cache-Control": "no-store"}
 
 
+def shown_now(public_id: str) -> str | None:
+    """What the order's status block would show now (see _shown), or None if
+    there is no such order: one narrow query, for the usual poll."""
+    now = _SHOWN_NOW.row(public_id[:64])
+    return _shown(*now) if now is not None else None
+
+
 @bp.get("/<public_id>/live")
 def live(public_id):
-    """The status block, for htmx polling: 204 (nothing to swap) while what
-    the page shows (`seen`) is still current, found with a narrow query."""
+    """The status block, for htmx polling. While what the page shows (`seen`)
+    is still current, topup.web.polls answers 204 (nothing to swap) before
+    this view is reached."""
     headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
-    seen = request.args.get("seen")
-    if request.htmx and seen:
-        now = _SHOWN_NOW.row(public_id[:64])
-        if now is not None and _shown(*now) == seen:
-            return "", 204, headers
     order = _order_or_404(public_id)
     if not request.htmx:
         return redirect(url_for("orders.show", public_id=order.public_id), 303), headers

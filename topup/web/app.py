@@ -1,0 +1,43 @@
+"""The Flask and request classes topup runs on: Flask's, minus two costs that
+every request paid for nothing (measured with bench/throughput).
+
+- Flask asks `inspect` whether each hook and view is a coroutine function,
+  about a dozen times per request here; for a plain function or method one
+  look at its code flags answers.
+- werkzeug's MultiDict.get builds a BadRequestKeyError for every key that is
+  absent, and the product page's partials ask for seven keys that mostly are.
+"""
+from __future__ import annotations
+
+from inspect import CO_COROUTINE
+from types import FunctionType, MethodType
+
+from flask import Flask
+from htmx_flask.requests import HtmxAwareRequest
+from werkzeug.datastructures import ImmutableMultiDict
+
+
+class Parameters(ImmutableMultiDict):
+    """A query string or form: get() answers a missing key without raising."""
+
+    def get(self, key, default=None, type=None):
+        if not dict.__contains__(self, key):
+            return default
+        return super().get(key, default, type)
+
+
+class Request(HtmxAwareRequest):
+    """htmx-flask's request (request.htmx), as its Htmx extension would set."""
+
+    parameter_storage_class = Parameters
+
+
+class App(Flask):
+    request_class = Request
+
+    def ensure_sync(self, func):
+        plain = func.__func__ if type(func) is MethodType else func
+        if (type(plain) is FunctionType and not plain.__code__.co_flags & CO_COROUTINE
+                and "_is_coroutine_marker" not in plain.__dict__):  # inspect.markcoroutinefunction
+            return func
+        return super().ensure_sync(func)  # coroutines, partials, callables
