@@ -39,6 +39,25 @@ def test_a_prepared_query_gives_what_peewee_gives_and_is_built_once(app, client)
         assert len(prepared._built) == 1
 
 
+def test_later_runs_reuse_the_column_mapping_and_still_give_what_peewee_gives(app, client):
+    """The mapping from columns to models is worked out once, on whichever
+    row comes first: an order without a delivery, then one with, then again."""
+    unpaid, paid = place_order(client), place_order(client)
+    pay(app, paid)
+    prepared = Prepared(_joined)
+
+    def data(row):
+        joined = [getattr(row, name, None) for name in ("product", "payment", "delivery")]
+        return row.__data__, [None if m is None or m.id is None else m.__data__ for m in joined]
+
+    with app.app_context():
+        for order in (unpaid, paid, unpaid, paid):
+            assert data(prepared.first(order.public_id)) == data(_joined(order.public_id).first())
+        assert data(prepared.first(paid.public_id))[1][2]["status"] == "pending"  # its delivery
+        assert data(prepared.first(unpaid.public_id))[1][2] is None
+        assert len(prepared._resolved) == 1
+
+
 def test_a_prepared_row_is_the_drivers_tuple(app, client):
     order = place_order(client)
     prepared = Prepared(lambda public_id: Order.select(Order.status, Order.amount)

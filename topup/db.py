@@ -137,6 +137,7 @@ class Prepared:
     def __init__(self, build):
         self._build = build
         self._built: dict[type, tuple] = {}
+        self._resolved: dict[type, dict] = {}
 
     def _prepared(self, count: int) -> tuple:
         kind = type(database.obj)
@@ -156,9 +157,25 @@ class Prepared:
         return query, database.execute_sql(sql, values)
 
     def first(self, *args):
-        """The first row as the query would give it (models, with joins), or None."""
+        """The first row as the query would give it (models, with joins), or None.
+
+        peewee's cursor wrapper works out, for every result, which column goes
+        to which model and attribute; for the order page's four-table join that
+        cost more than the query. The answer depends only on the query, so it
+        is worked out once and given to each new wrapper."""
         query, cursor = self._run(args)
-        for row in query._get_cursor_wrapper(cursor):
+        wrapper = query._get_cursor_wrapper(cursor)
+        kind = type(database.obj)
+        resolved = self._resolved.get(kind)
+        if resolved is None:
+            fresh = set(vars(wrapper))
+            wrapper.initialize()
+            resolved = self._resolved[kind] = {
+                name: value for name, value in vars(wrapper).items() if name not in fresh}
+        else:
+            vars(wrapper).update(resolved)
+        wrapper.initialized = True
+        for row in wrapper:
             return row
         return None
 
