@@ -267,7 +267,7 @@ def _resubmitted(existing: Order, choices: dict) -> Order:
     return existing
 
 
-def start_payment(order: Order, provider, return_url: str) -> Payment:
+def start_payment(order: Order, provider, return_url: str) -> None:
     """Ask the provider how the buyer pays; keep its answer on the Payment.
 
     The provider is called outside any transaction (it may be slow). If it
@@ -286,11 +286,10 @@ def start_payment(order: Order, provider, return_url: str) -> Payment:
         raise OrderRefused(gettext("%(method)s is not working right now. "
                                    "Please choose another payment method.",
                                    method=provider.name)) from exc
-    with database.atomic():
-        (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
-                        status="started", updated_at=utcnow())
-         .where(Payment.id == payment.id, Payment.status == "created").execute())
-    return order.latest_payment()
+    # One statement: atomic by itself, no transaction around it.
+    (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
+                    status="started", updated_at=utcnow())
+     .where(Payment.id == payment.id, Payment.status == "created").execute())
 
 
 # --- payment events (webhooks and re-fetches) -------------------------------
