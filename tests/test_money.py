@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from topup.money import Money, digits
+from topup.money import Money, digits, written_as
 
 
 @pytest.mark.parametrize("amount", [1.0, 0.5, 99.99, True, False, Decimal("1"), "100", None])
@@ -97,6 +97,31 @@ def test_to_decimal(money, decimal):
 ])
 def test_format(money, locale, text):
     assert money.format(locale) == text
+
+
+@pytest.mark.parametrize("language, country, locale", [
+    ("es", "MX", "es_MX"),  # Spanish as Mexico writes it
+    ("es", "ES", "es_ES"),
+    ("en", "IN", "en_IN"),
+    ("en", "ID", "en_ID"),
+    ("pt_BR", "BR", "pt_BR"),
+    ("pt_BR", "PT", "pt_PT"),  # the language, in the country's variant
+    ("en", "VN", "en"),  # CLDR has no English-in-Vietnam: the language's own way
+    ("th", None, "th"),  # no country known (the admin)
+])
+def test_written_as_is_the_language_in_the_buyers_country_when_cldr_knows_it(language, country,
+                                                                             locale):
+    assert written_as(language, country) == locale
+
+
+@pytest.mark.parametrize("money, language, country, text", [
+    (Money(1700, "MXN"), "es", "MX", "$17.00"),  # Spain's Spanish: "17,00 MXN"
+    (Money(1700, "MXN"), "es", None, "17,00\xa0MXN"),
+    (Money(10000000, "INR"), "en", "IN", "₹1,00,000.00"),  # lakh grouping
+    (Money(1500000, "IDR"), "en", "ID", "Rp15.000"),
+])
+def test_money_is_written_as_the_buyers_country_writes_it(money, language, country, text):
+    assert money.format(written_as(language, country)) == text
 
 
 def test_vnd_has_no_decimals_anywhere():

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from babel import Locale
+from babel import Locale, localedata
 from babel.core import get_global
 from babel.numbers import format_currency, get_currency_precision
 
@@ -70,3 +70,18 @@ def _formatted(amount: int, currency: str, locale: str) -> str:
                                currency_digits=False)
     return format_currency(value, currency, locale=locale)
 
+
+@functools.lru_cache(maxsize=1024)
+def written_as(language: str, country: str | None) -> str:
+    """The locale to write money and numbers in: the buyer's language as it
+    is written in their country, where CLDR knows that pair (Spanish in Mexico,
+    es_MX: "$17.00" and "17,500", where Spain's Spanish writes "17,00 MXN" and
+    "17.500"; English in India, en_IN: lakh grouping), else the language itself.
+    Words still come from the language's catalogue (gettext falls back from
+    es_MX to es)."""
+    language = str(language)
+    if country:
+        regional = f"{language.split('_')[0]}_{country.upper()}"
+        if regional != language and localedata.exists(regional):
+            return regional
+    return language

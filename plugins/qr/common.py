@@ -15,7 +15,7 @@ import json
 from flask_babel import force_locale, gettext
 
 from topup import signing
-from topup.money import Money
+from topup.money import Money, written_as
 from topup.payments import (
     EXTERNAL_ID, NotConfigured, PaymentAction, PaymentEvent, PaymentProvider, WebhookRejected,
 )
@@ -66,7 +66,7 @@ class OfflineProvider(PaymentProvider):
     def action(self, order, *, reference: str, payload: str, code: str | None,
                url: str | None = None) -> PaymentAction:
         locale = order.locale or "en"
-        total = Money(order.amount, order.currency).format(locale)
+        total = Money(order.amount, order.currency).format(written_as(locale, order.country))
         with force_locale(locale):
             instructions = (gettext("Amount: %(amount)s", amount=total),
                             *self.instruction_lines(order),

@@ -7,6 +7,7 @@ from flask_babel import force_locale, format_decimal
 from flask_babel import gettext as _
 
 from topup.models import Delivery
+from topup.money import written_as
 
 
 def order_link(order) -> str | None:
@@ -45,7 +46,9 @@ def compose(order, kind: str, link: str | None) -> tuple[str, str, str]:
         context["delivery"] = Delivery.get_or_none(Delivery.order == order.id)
         backend = registry.backends.get(order.product.delivery_backend)
         context["buyer_code"] = backend.buyer_code(order) if backend else None
-    with force_locale(order.locale):
+    # The order's language, written as its country writes money and numbers
+    # (es in MX: es_MX); the words come from the language's catalogue.
+    with force_locale(written_as(order.locale, order.country)):
         context["subject"] = _subject(kind, order)
         text = render_template(f"receipts/{kind}.txt", **context)
         html = render_template(f"receipts/{kind}.html", **context)

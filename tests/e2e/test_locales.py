@@ -29,7 +29,7 @@ LOCALES = {
     "en": ("en-US", "US", "$", "sandbox"),
     "id": ("id-ID", "ID", "Rp", "qris"),
     "pt_BR": ("pt-BR", "BR", "R$", "pix"),
-    "es": ("es-MX", "MX", "MXN", "spei"),  # Babel's "es" writes pesos as "17,00 MXN"
+    "es": ("es-MX", "MX", "$", "spei"),  # Spanish as Mexico writes it (es_MX): "$17.00"
     "th": ("th-TH", "TH", "฿", "promptpay"),
     "vi": ("vi-VN", "VN", "₫", "vietqr"),
 }

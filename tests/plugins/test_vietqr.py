@@ -39,7 +39,7 @@ def config(config):
 class FakeOrder:
     def __init__(self, amount, currency="VND", public_id="pub_ABCdef-123_xyz"):
         self.amount, self.currency, self.public_id = amount, currency, public_id
-        self.locale = "en"
+        self.locale, self.country = "en", None  # no country: written as English writes it
         self.expires_at = datetime(2030, 1, 2, 3, 4)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import place_order
+
 TOPUP = Path(sys.executable).parent / "topup"
 
 
@@ -62,3 +64,12 @@ def test_topup_serve_sees_the_proxys_scheme_and_each_buyers_address(served):
     assert asked == [200, 200, 429]
     other = through_proxy(served, "/tiktok-coins/account?account=someone", "203.0.113.8")
     assert other.status == 200
+
+
+def test_the_status_poll_answered_before_flask_sees_the_proxys_scheme_too(served, client):
+    """topup.web.polls sits inside the proxy fix: its 204 carries HSTS as pages do."""
+    order = place_order(client)
+    poll = through_proxy(served, f"/orders/{order.public_id}/live?seen=awaiting_payment",
+                         "203.0.113.9")
+    assert poll.status == 204
+    assert poll.getheader("Strict-Transport-Security") == "max-age=31536000"

@@ -67,7 +67,7 @@ def test_htmx_shows_the_custom_price_live_in_a_partial(client, custom):
     assert response.status_code == 200 and not is_full_page(response.get_data(as_text=True))
     assert "Total $1.68" in visible(response)  # 167.5 cents, half up
     idr = total(client, country="ID", package="custom", quantity="175")
-    assert "Total IDR37,500" in visible(idr)  # Rp37,500.05: whole rupiah
+    assert "Total Rp37.500" in visible(idr)  # Rp37,500.05: whole rupiah, written as in Indonesia
     wrong = total(client, package="custom", quantity="99")
     assert "Choose an amount from 100 to 20,000." in visible(wrong) and "Total" not in visible(wrong)
 

@@ -277,7 +277,7 @@ def test_product_and_order_pages_render_in_each_language(client, locale):
     ("en", "BR", "R$5.17", "17,500"),
     ("pt_BR", "BR", f"R${NBSP}5,17", "17.500"),
     ("id", "ID", "Rp15.000", "17.500"),
-    ("es", "MX", f"17,00{NBSP}MXN", "17.500"),
+    ("es", "MX", "$17.00", "17,500"),  # Mexico writes Spanish with its own digits: es_MX
     ("es", "ES", f"0,86{NBSP}€", "17.500"),
     ("th", "TH", "฿33.00", "17,500"),
     ("vi", "VN", f"24.000{NBSP}₫", "17.500"),
@@ -291,6 +291,17 @@ def test_money_and_coin_counts_are_written_the_buyers_way(client, locale, countr
         f'value="{package_id(70)}"')[1])
     assert package.groups() == ("70", price)
     assert f"<b>{quantity}</b> coins" in options
+
+
+def test_the_order_page_writes_money_as_the_orders_country_does(client):
+    """Spanish, for an order from Mexico: Mexico's digits and peso sign (es_MX),
+    also in the receipt's language recorded at Buy; the words stay Spanish."""
+    client.set_cookie("lang", "es")
+    order = place_order(client, country="MX")
+    assert order.locale == "es"
+    text = body(client.get(f"/orders/{order.public_id}"))
+    assert "$17.00" in text and "17,00" not in text
+    assert "Total" in text and '<html lang="es">' in text
 
 
 def test_the_order_page_writes_the_total_in_the_buyers_language(client):
@@ -423,7 +434,7 @@ def test_the_receipt_is_written_in_the_orders_locale(app, client):
     assert subject == f"Đã nhận thanh toán: 700 TikTok Coins (đơn hàng {order.public_id[:8]})"
     assert f"Chúng tôi đã nhận được khoản thanh toán 235.000{NBSP}₫" in text
     assert "Tổng cộng: 235.000" in text and "Mã đơn hàng" in text
-    assert '<html lang="vi">' in html and "Xem đơn hàng" in html
+    assert '<html lang="vi-VN">' in html and "Xem đơn hàng" in html  # Vietnamese, in Vietnam
     with app.app_context():  # a worker: no request at all
         order = Order.get_by_id(order.id)
         Order.update(locale="pt_BR").where(Order.id == order.id).execute()
@@ -460,7 +471,7 @@ def test_payment_instructions_are_written_in_the_orders_locale(app):
     class Pending:
         amount, currency, public_id = 15050, "BRL", "pub_ABCdef-123_xyz"
         expires_at = datetime(2030, 1, 2, 3, 4)
-        locale = "pt_BR"
+        locale, country = "pt_BR", "BR"
 
     pix = Pix(PIX)
     with app.test_request_context("/", headers={"Accept-Language": "th"}):

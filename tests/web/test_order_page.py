@@ -61,7 +61,7 @@ def test_order_page_summarises_the_order(client):
     assert "Your order" in text
     assert "350 coins" in text
     assert "@maria.santos (Maria Santos)" in text
-    assert "IDR75,000" in text
+    assert "Rp75.000" in text  # English, with the money written as in Indonesia (en_ID)
     assert "Sandbox (test payment)" in text
     assert order.public_id in text
     assert "Waiting for your payment" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import request_started
 
 from topup.db import database
+from topup.web.polls import StatusPolls
 
 from tests.conftest import place_order
 from tests.web import HX
@@ -74,3 +75,14 @@ def test_a_poll_returns_its_connection_and_leaves_a_callers_open(app, client):
         assert not database.is_closed()  # not the poll's to close
     finally:
         database.close()
+
+
+def test_a_poll_the_lane_cannot_answer_goes_to_the_view(app, client, monkeypatch):
+    """A failing query is not the lane's to report: Flask's view and error page do."""
+    order = place_order(client)
+    assert isinstance(app.wsgi_app, StatusPolls)
+    monkeypatch.setattr(app.wsgi_app, "shown_now", lambda public_id: 1 / 0)
+    handled = flask_requests(app)
+    response = client.get(f"/orders/{order.public_id}/live?seen=awaiting_payment", headers=HX)
+    assert response.status_code == 200 and 'id="live"' in response.get_data(as_text=True)
+    assert handled == [1]

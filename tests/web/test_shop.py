@@ -13,10 +13,11 @@ from tests.web import HX, body, is_full_page, visible
 
 RULE = "Usernames are 2–24 letters, digits, _ or ."
 
-# country -> (currency, minor units of 70 coins, how a buyer reads it in English)
+# country -> (currency, minor units of 70 coins, how a buyer reads it in English: as that
+# country writes English where CLDR knows it, so Indonesia's is en_ID)
 SEVENTY_COINS = {
     "US": ("USD", 94, "$0.94"),
-    "ID": ("IDR", 1500000, "IDR15,000"),
+    "ID": ("IDR", 1500000, "Rp15.000"),
     "PH": ("PHP", 5500, "₱55.00"),
     "BR": ("BRL", 517, "R$5.17"),
     "TH": ("THB", 3300, "THB33.00"),
@@ -26,18 +27,18 @@ SEVENTY_COINS = {
 }
 # country -> 17,500 coins ($234.38 converted, rounded to the currency's step)
 LARGEST_PACKAGE = {
-    "US": "$234.38", "ID": "IDR3,750,000", "PH": "₱13,594.00", "BR": "R$1,289.09",
+    "US": "$234.38", "ID": "Rp3.750.000", "PH": "₱13,594.00", "BR": "R$1,289.09",
     "TH": "THB8,203.00", "IN": "₹19,922.00", "VN": "₫5,860,000", "MX": "MX$4,219.00",
 }
 # how every price of a currency must look: the right number of decimals
 PRICE_SHAPE = {
-    "USD": r"\$\d+\.\d{2}", "IDR": r"IDR\d{1,3}(,\d{3})*", "PHP": r"₱\d{1,3}(,\d{3})*\.\d{2}",
+    "USD": r"\$\d+\.\d{2}", "IDR": r"Rp\d{1,3}(\.\d{3})*", "PHP": r"₱\d{1,3}(,\d{3})*\.\d{2}",
     "BRL": r"R\$\d{1,3}(,\d{3})*\.\d{2}", "THB": r"THB\d{1,3}(,\d{3})*\.\d{2}",
     "INR": r"₹\d{1,3}(,\d{3})*\.\d{2}", "VND": r"₫\d{1,3}(,\d{3})*",
     "MXN": r"MX\$\d{1,3}(,\d{3})*\.\d{2}",
 }
 QUANTITIES = [30, 70, 350, 700, 1400, 3500, 7000, 17500]
-PACKAGE_LINE = re.compile(r"([\d,]+) coins (\S+)")
+PACKAGE_LINE = re.compile(r"([\d,.]+) coins (\S+)")
 
 
 def selected_country(html: str) -> str:
@@ -46,7 +47,8 @@ def selected_country(html: str) -> str:
 
 def listed_prices(response) -> dict[int, str]:
     options = re.search(r'<div id="options">.*?</fieldset>', response.get_data(as_text=True), re.S)
-    return {int(q.replace(",", "")): price for q, price in PACKAGE_LINE.findall(visible(options.group(0)))}
+    return {int(re.sub(r"[,.]", "", q)): price
+            for q, price in PACKAGE_LINE.findall(visible(options.group(0)))}
 
 
 def orders_count() -> int:
@@ -100,10 +102,10 @@ def test_disabled_product_is_404(client):
 
 
 @pytest.mark.parametrize("header, country, price, not_shown", [
-    ("id-ID,id;q=0.9", "ID", "IDR15,000", "$0.94"),
+    ("id-ID,id;q=0.9", "ID", "Rp15.000", "$0.94"),
     ("pt-BR,pt;q=0.9,en;q=0.8", "BR", "R$5.17", "$0.94"),
     ("en-PH", "PH", "₱55.00", "$0.94"),
-    (None, "US", "$0.94", "IDR"),
+    (None, "US", "$0.94", "Rp"),
     ("en-US,en;q=0.9", "US", "$0.94", "R$"),
 ])
 def test_default_country_comes_from_accept_language(client, header, country, price, not_shown):
@@ -238,7 +240,7 @@ def test_options_partial_prices_in_the_chosen_currency(client):
     assert "$" not in visible(html)
     assert "Sandbox (test payment)" in visible(html)
     response = client.get("/tiktok-coins/options?country=ID", headers=HX)
-    assert listed_prices(response)[70] == "IDR15,000"
+    assert listed_prices(response)[70] == "Rp15.000"
 
 
 def test_options_without_htmx_redirects_to_the_full_page(client):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from babel import Locale
-from flask import abort, has_request_context, make_response, render_template, request
+from babel.numbers import format_decimal
+from flask import abort, g, has_request_context, make_response, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -10,6 +11,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from topup import ROOT
+from topup.money import written_as
 from topup.web import compression
 from topup.web.assets import Assets
 
@@ -101,6 +103,13 @@ ERROR_MESSAGES = {
 }
 
 
+def writing_locale() -> str:
+    """How this answer writes money and numbers: the buyer's language as
+    written in the country the page is about (g.buyer_country, which views
+    that show prices set: the chosen country, the order's), see written_as."""
+    return written_as(str(get_locale()), g.get("buyer_country"))
+
+
 def render_for_htmx(partial: str, page: str, status: int = 200, **context):
     """One template, two uses: htmx gets the partial, everyone else the page that includes it."""
     response = make_response(render_template(partial if request.htmx else page, **context), status)
@@ -140,7 +149,11 @@ def init_app(app) -> None:
 
     @app.template_filter("money")
     def money_filter(money):
-        return money.format(str(get_locale()))
+        return money.format(writing_locale())
+
+    @app.template_filter("decimalformat")  # over Flask-Babel's: the buyer's country too
+    def decimal_filter(number):
+        return format_decimal(number, locale=writing_locale())
 
     @app.before_request
     def refuse_nul_bytes():

@@ -1,7 +1,7 @@
 """The order page: the buyer's anchor from Buy until the coins arrive."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from peewee import JOIN
@@ -65,6 +65,7 @@ def _shown(status: str, has_action: bool, delivery_status: str | None) -> str:
 
 
 def _context(order: Order) -> dict:
+    g.buyer_country = order.country  # money written as the order's country writes it
     payment, delivery = _joined(order, "payment"), _joined(order, "delivery")
     action = PaymentAction.from_json(payment.action) if payment and payment.action else None
     provider = current_app.extensions["topup"].providers.get(order.payment_method)

@@ -10,7 +10,7 @@ import re
 import secrets
 import time
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -76,8 +76,13 @@ def _product_or_404(slug: str) -> Product:
 
 
 def _country(value: str | None) -> str:
+    """The country this page sells in: the buyer's choice, else a guess from
+    their browser's languages. Its prices are written as that country writes
+    them (topup.web.writing_locale)."""
     value = (value or "").upper()
-    return value if value in COUNTRIES else country_from_accept_language(request.accept_languages)
+    country = value if value in COUNTRIES else country_from_accept_language(request.accept_languages)
+    g.buyer_country = country
+    return country
 
 
 def check_account(product: Product, raw: str) -> dict:

@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 
 from topup import hookimpl, signing
-from topup.money import Money
+from topup.money import Money, written_as
 from topup.payments import (EXTERNAL_ID, NotConfigured, PaymentAction, PaymentEvent,
                             PaymentProvider, WebhookRejected)
 
@@ -58,7 +58,8 @@ class Spei(PaymentProvider):
 
     def start(self, order, return_url: str) -> PaymentAction:
         reference = concepto(order)
-        total = Money(order.amount, order.currency).format(order.locale or "en")
+        total = Money(order.amount, order.currency).format(written_as(order.locale or "en",
+                                                                      order.country))
         lines = (f"Send exactly {total} by SPEI from your bank's app.",
                  f"CLABE: {self.clabe}" + (f" ({self.bank})" if self.bank else ""),
                  f"Beneficiary: {self.beneficiary}",
