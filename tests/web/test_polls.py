@@ -3,6 +3,7 @@ answer the page relies on, with nothing of Flask's per-request work, and
 every other poll handed to the view."""
 from __future__ import annotations
 
+import pytest
 from flask import request_started
 
 from topup.db import database
@@ -12,16 +13,17 @@ from tests.conftest import place_order
 from tests.web import HX
 
 
-def flask_requests(app):
+@pytest.fixture
+def handled(app):
     """A list that grows by one for every request Flask itself handles."""
     seen = []
-    request_started.connect(lambda sender, **extra: seen.append(1), app, weak=False)
-    return seen
+    with request_started.connected_to(lambda sender, **extra: seen.append(1), app):
+        yield seen
 
 
-def test_an_unchanged_poll_is_answered_without_flask(app, client):
+def test_an_unchanged_poll_is_answered_without_flask(client, handled):
     order = place_order(client)
-    handled = flask_requests(app)
+    handled.clear()  # placing the order went through Flask
     response = client.get(f"/orders/{order.public_id}/live?seen=awaiting_payment", headers=HX)
     assert response.status_code == 204 and response.data == b""
     assert response.headers["Cache-Control"] == "no-store"
@@ -30,10 +32,10 @@ def test_an_unchanged_poll_is_answered_without_flask(app, client):
     assert handled == []
 
 
-def test_every_other_poll_reaches_the_view(app, client):
+def test_every_other_poll_reaches_the_view(client, handled):
     order = place_order(client)
     live = f"/orders/{order.public_id}/live"
-    handled = flask_requests(app)
+    handled.clear()  # placing the order went through Flask
     changed = client.get(f"{live}?seen=paid", headers=HX)
     assert changed.status_code == 200 and 'id="live"' in changed.get_data(as_text=True)
     no_js = client.get(f"{live}?seen=awaiting_payment")  # a browser without htmx: the page
@@ -77,12 +79,12 @@ def test_a_poll_returns_its_connection_and_leaves_a_callers_open(app, client):
         database.close()
 
 
-def test_a_poll_the_lane_cannot_answer_goes_to_the_view(app, client, monkeypatch):
+def test_a_poll_the_lane_cannot_answer_goes_to_the_view(app, client, monkeypatch, handled):
     """A failing query is not the lane's to report: Flask's view and error page do."""
     order = place_order(client)
     assert isinstance(app.wsgi_app, StatusPolls)
     monkeypatch.setattr(app.wsgi_app, "shown_now", lambda public_id: 1 / 0)
-    handled = flask_requests(app)
+    handled.clear()  # placing the order went through Flask
     response = client.get(f"/orders/{order.public_id}/live?seen=awaiting_payment", headers=HX)
     assert response.status_code == 200 and 'id="live"' in response.get_data(as_text=True)
     assert handled == [1]

@@ -53,6 +53,7 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "same-origin"),  # order URLs are secrets
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 )
+HSTS = ("Strict-Transport-Security", "max-age=31536000")  # only over TLS
 VARY_ANY = ("Accept-Encoding",)
 VARY_PAGE = ("Accept-Encoding", "Accept-Language", "Cookie")
 
@@ -112,9 +113,8 @@ def writing_locale() -> str:
 
 def render_for_htmx(partial: str, page: str, status: int = 200, **context):
     """One template, two uses: htmx gets the partial, everyone else the page that includes it."""
-    response = make_response(render_template(partial if request.htmx else page, **context), status)
-    response.vary.add("HX-Request")
-    return response
+    return make_response(render_template(partial if request.htmx else page, **context), status,
+                         {"Vary": "HX-Request"})  # the after-request hook adds the rest
 
 
 def init_app(app) -> None:
@@ -122,7 +122,7 @@ def init_app(app) -> None:
     from topup.web.polls import StatusPolls
 
     # Inside the proxy fix (limits.init_app), so it sees the buyer's scheme.
-    app.wsgi_app = StatusPolls(app.wsgi_app, orders.shown_now, SECURITY_HEADERS)
+    app.wsgi_app = StatusPolls(app.wsgi_app, orders.shown_now, SECURITY_HEADERS, HSTS)
     limits.init_app(app)
     app.session_interface = tokens.SessionCookies()
     app.jinja_env.globals["csrf_token"] = tokens.csrf_token
@@ -192,7 +192,7 @@ def init_app(app) -> None:
             if name.lower() not in present:
                 headers.add(name, value)
         if request.is_secure and "strict-transport-security" not in present:
-            headers.add("Strict-Transport-Security", "max-age=31536000")
+            headers.add(*HSTS)
         return response
 
     @app.errorhandler(CSRFError)
