@@ -43,8 +43,8 @@ class Defaults:
     SMTP_TIMEOUT_SECONDS = 10
     MAIL_FROM = "topup <shop@localhost>"
     # Account lookups: cached (LOOKUP_CACHE_URL: "redis://..." to share between
-    # processes) and rate-limited per client with Flask-Limiter
-    # (RATELIMIT_STORAGE_URI: "memory://" or "redis://..."; RATELIMIT_ENABLED).
+    # processes) and rate-limited per client (topup.web.limits;
+    # RATELIMIT_STORAGE_URI: "memory://" or "redis://..."; RATELIMIT_ENABLED).
     LOOKUP_CACHE_URL = None
     LOOKUP_CACHE_SECONDS = 10 * 60
     LOOKUP_NOT_FOUND_CACHE_SECONDS = 30
@@ -53,7 +53,7 @@ class Defaults:
     # Sign-in links and identity-provider sign-in (start and callback) share one budget.
     SIGN_IN_RATE_LIMIT = "10 per minute; 50 per hour"
     RATELIMIT_STORAGE_URI = "memory://"
-    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_ENABLED = True
     PROXY_FIX_X_FOR = 0  # how many reverse proxies set X-Forwarded-For in front of topup
     # Operators: who may enter /admin (e-mail addresses, or "sub:<subject>" for
     # an identity provider that gives no e-mail), and how long a sign-in lasts.

@@ -123,3 +123,45 @@ def test_limits_and_cache_can_live_in_redis_shared_by_processes(limited, redis_u
     assert check(one, "other.name").status_code == 200
     assert check(two, "third.name").status_code == 429  # the budget is shared too
     assert redis.Redis.from_url(redis_url).keys("topup:lookup:*")
+
+
+def test_refusals_say_how_long_to_wait_and_the_window_then_reopens(limited, app, client,
+                                                                  monkeypatch):
+    import time as clock
+
+    limited["LOOKUP_RATE_LIMIT"] = "2 per second"
+    app.config.update(limited)
+    assert [check(client, name).status_code for name in ("w1", "w2", "w3")] == [200, 200, 429]
+    wait = int(check(client, "w4").headers["Retry-After"])
+    assert 1 <= wait <= 2
+    clock.sleep(1.1)
+    assert check(client, "w5").status_code == 200
+
+
+def test_each_budget_is_its_own(limited, client):
+    for name in ("x_one", "x_two", "x_three"):
+        assert check(client, name).status_code == 200
+    assert check(client, "x_four").status_code == 429
+    assert buy(client).status_code == 303  # Buy counts against its own budget
+
+
+def test_switched_off_nothing_is_counted(limited, app, client):
+    app.config["RATELIMIT_ENABLED"] = False
+    assert all(check(client, f"off_{n}").status_code == 200 for n in range(6))
+
+
+def test_a_storage_that_is_down_lets_buyers_through_and_says_so(limited, tmp_path, monkeypatch,
+                                                                 caplog):
+    from topup import create_app, demo, schema
+
+    limited.update(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")  # nothing listens there
+    monkeypatch.setenv("TOPUP_INSTANCE_PATH", str(tmp_path / "instance"))
+    down = create_app(limited)
+    with down.app_context():
+        schema.drop_all(down.extensions["topup"].pm)
+        schema.create_all(down.extensions["topup"].pm)
+        demo.seed()
+    client = down.test_client()
+    for name in ("d_one", "d_two", "d_three", "d_four"):
+        assert check(client, name).status_code == 200
+    assert "rate limit storage failed" in caplog.text

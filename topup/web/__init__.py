@@ -4,7 +4,7 @@ from __future__ import annotations
 from babel import Locale
 from babel.numbers import format_decimal
 from flask import abort, g, has_request_context, make_response, render_template, request
-from flask_babel import get_locale
+from flask_babel import LazyString, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -125,7 +125,6 @@ def init_app(app) -> None:
     app.wsgi_app = StatusPolls(app.wsgi_app, orders.shown_now, SECURITY_HEADERS, HSTS)
     limits.init_app(app)
     app.session_interface = tokens.SessionCookies()
-    app.jinja_env.globals["csrf_token"] = tokens.csrf_token
 
     assets = Assets(ROOT / "static")
     app.register_blueprint(assets.blueprint)
@@ -138,12 +137,17 @@ def init_app(app) -> None:
     app.register_blueprint(shop.bp)  # last: its /<slug> route is the catch-all
     app.extensions["csrf"].exempt(webhooks.bp)
 
+    # What every template may use. Globals, not a context processor: those run
+    # on every render, and a partial that shows no words need not pick a language.
+    app.jinja_env.globals.update(
+        asset=assets.url, languages=LANGUAGES, switcher_keeps=SWITCHER_KEEPS,
+        locale=LazyString(lambda: str(get_locale())))  # a page's <html lang>: chosen when read
+
     @app.context_processor
-    def globals_for_templates():
-        return {"asset": assets.url, "shop_name": app.config["SHOP_NAME"],
-                "csrf_token": tokens.csrf_token,  # over Flask-WTF's own (see topup.web.tokens)
-                "locale": str(get_locale()), "languages": LANGUAGES,
-                "switcher_keeps": SWITCHER_KEEPS}
+    def per_render():
+        # csrf_token here, not a global: it must win over Flask-WTF's own context
+        # processor (topup.web.tokens says why ours).
+        return {"shop_name": app.config["SHOP_NAME"], "csrf_token": tokens.csrf_token}
 
     app.add_template_filter(qr.qr_svg)
 
@@ -204,11 +208,12 @@ def init_app(app) -> None:
     @app.errorhandler(429)
     def too_many_requests(error):
         message = _("You're going a bit fast. Please wait a minute, then try again.")
+        wait = {"Retry-After": str(error.retry_after)} if getattr(error, "retry_after", None) else {}
         if request.htmx and request.endpoint == "shop.account":  # shown under the username field
             return render_template("shop/_account.html", account=None,
-                                   errors={"account": message}), 429
+                                   errors={"account": message}), 429, wait
         return render_template("errors/error.html", title=_("Too many requests"),
-                               message=message), 429
+                               message=message), 429, wait
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -20,7 +20,7 @@ from flask import (Blueprint, abort, current_app, g, redirect, render_template, 
 
 from topup.db import database
 from topup.models import SignInLink, SignInSession, utcnow
-from topup.web.limits import limiter
+from topup.web.limits import limited
 
 bp = Blueprint("auth", __name__)
 
@@ -28,12 +28,9 @@ SESSION_KEY = "sid"
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
 
 
-def limit_sign_in(view):
-    """Sign-in attempts share one budget per client address, so sign-in links
-    cannot be guessed at speed (over it: 429 with a message)."""
-    return limiter.shared_limit(
-        lambda: current_app.config["SIGN_IN_RATE_LIMIT"],
-        scope="sign-in")(view)
+# Sign-in attempts share one budget per client address, so sign-in links
+# cannot be guessed at speed (over it: 429 with a message).
+limit_sign_in = limited("sign-in", "SIGN_IN_RATE_LIMIT")
 
 
 def _hash(token: str) -> str:

@@ -1,12 +1,12 @@
-"""Signed tokens (the session cookie, CSRF tokens): one serializer per key,
-built once, without itsdangerous' zlib attempt.
+"""Signed tokens (the session cookie, CSRF tokens) in itsdangerous' format,
+made cheaply: they were a quarter of a first visit to the product page.
 
-Flask and Flask-WTF build a new serializer for every request, and
-itsdangerous tries zlib on every payload it signs, keeping the result only
-if shorter; ours (a random CSRF secret, a session id) never are. Together
-that was 13-19% of the product page's throughput (bench/throughput, A/B).
-Tokens keep itsdangerous' format: Flask-WTF validates ours, and ours read
-the compressed ones it made.
+Per token, Flask and Flask-WTF build a serializer and itsdangerous a signer,
+try zlib (our payloads never shrink) and derive the key again; Flask then
+re-parses the headers for Vary: Cookie. Here each happens once, with the same
+bytes: Flask-WTF validates our tokens and we read theirs (and Flask's cookies).
+(Not hmac.digest: one C call, but it lets go of the GIL for every tiny
+signature, and under waitress's threads that cost more than it saved, A/B.)
 """
 from __future__ import annotations
 
@@ -15,15 +15,60 @@ import os
 
 from flask import current_app, g, session
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import Serializer, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, want_bytes
 
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
 
 
+class _KeyOnce:
+    """Derives the signing key once per secret key (itsdangerous derives it on
+    every sign and verify). Salt, derivation and digest are fixed per signer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes, bytes] = {}
+
+    def derive_key(self, secret_key=None) -> bytes:
+        key = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = super().derive_key(key)
+            if key in self.secret_keys:  # bounded: only the configured keys
+                self._derived[key] = derived
+        return derived
+
+
+class KeyOnceTimestampSigner(_KeyOnce, TimestampSigner):
+    pass
+
+
 class CompactSerializer(URLSafeTimedSerializer):
+    """Never zlib; one signer for the serializer's own salt (itsdangerous
+    makes one per dumps and loads)."""
+
+    default_signer = KeyOnceTimestampSigner
+
     def dump_payload(self, obj) -> bytes:
         return base64_encode(Serializer.dump_payload(self, obj))
+
+    def make_signer(self, salt=None):
+        if salt is not None and want_bytes(salt) != self.salt:
+            return super().make_signer(salt)
+        signer = self.__dict__.get("_signer")
+        if signer is None:
+            signer = self._signer = super().make_signer(None)
+        return signer
+
+
+def vary_on_cookie(response) -> None:
+    """response.vary.add("Cookie") without parsing the header into a set and
+    writing it back: the same header (the first Vary, which it replaces)."""
+    vary = response.headers.get("Vary")
+    if not vary:
+        response.headers["Vary"] = "Cookie"
+    elif not any(name.strip().lower() == "cookie" for name in vary.split(",")):
+        response.headers["Vary"] = vary + ", Cookie"
 
 
 class SessionCookies(SecureCookieSessionInterface):
@@ -42,6 +87,40 @@ class SessionCookies(SecureCookieSessionInterface):
                                "digest_method": self.digest_method})
             built = app.extensions["topup.session_serializer"] = (keys, serializer)
         return built[1]
+
+    def save_session(self, app, session, response) -> None:
+        """Flask 3.1's, step for step, but for vary_on_cookie."""
+        name = self.get_cookie_name(app)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        secure = self.get_cookie_secure(app)
+        partitioned = self.get_cookie_partitioned(app)
+        samesite = self.get_cookie_samesite(app)
+        httponly = self.get_cookie_httponly(app)
+
+        varied = session.accessed  # later adds are no-ops: nothing below touches Vary
+        if varied:
+            vary_on_cookie(response)
+
+        if not session:  # emptied: remove the cookie; empty: set none
+            if session.modified:
+                response.delete_cookie(name, domain=domain, path=path, secure=secure,
+                                       partitioned=partitioned, samesite=samesite,
+                                       httponly=httponly)
+                if not varied:
+                    vary_on_cookie(response)
+            return
+
+        if not self.should_set_cookie(app, session):
+            return
+
+        expires = self.get_expiration_time(app, session)
+        val = self.get_signing_serializer(app).dumps(dict(session))
+        response.set_cookie(name, val, expires=expires, httponly=httponly, domain=domain,
+                            path=path, secure=secure, partitioned=partitioned,
+                            samesite=samesite)
+        if not varied:
+            vary_on_cookie(response)
 
 
 def csrf_token() -> str:
