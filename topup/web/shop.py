@@ -19,7 +19,7 @@ from topup import lookups, orders, pricing
 from topup.accounts import KINDS, AccountIdInvalid
 from topup.models import Package, Product, utcnow
 from topup.regions import COUNTRIES, country_from_accept_language
-from topup.web import render_for_htmx
+from topup.web import compression, render_for_htmx
 from topup.web.limits import limit_lookups, limit_orders
 from topup.web.tokens import csrf_token
 
@@ -195,22 +195,49 @@ def _page_context(product: Product, values: dict, errors: dict | None = None, ac
 def _product_page(product: Product, values: dict, *, account=None, errors=None, status=200):
     """The full product page. It carries this visitor's CSRF token and a fresh
     idempotency key, so no shared cache may keep it."""
+    headers = {"Cache-Control": "private, no-cache"}
     if account is None and errors is None and not any(values.values()):
-        html = _landing(product, values)
-    else:
-        html = render_template("shop/product.html",
-                               **_page_context(product, values, errors, account=account))
-    return html, status, {"Cache-Control": "private, no-cache"}
+        body, encoding = _landing(product, values)
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        return body, status, headers
+    html = render_template("shop/product.html",
+                           **_page_context(product, values, errors, account=account))
+    return html, status, headers
 
 
 CSRF_SLOT, KEY_SLOT = "@@topup-csrf@@", "@@topup-idempotency@@"
 
 
-def _landing(product: Product, values: dict) -> str:
+class Landing:
+    """The landing page rendered once around its two per-visitor slots, and,
+    once a browser accepts gzip, its gzip body made once too: filling in the
+    tokens then costs a CRC instead of compressing the page again (brotli was
+    most of the page's CPU for a browser)."""
+
+    def __init__(self, html: str):
+        head, rest = html.split(CSRF_SLOT, 1)
+        middle, tail = rest.split(KEY_SLOT, 1)
+        self.parts = [part.encode() for part in (head, middle, tail)]
+        self.gzipped = None
+
+    def body(self, gzip: bool) -> bytes:
+        """For this visitor: their CSRF token and a fresh idempotency key."""
+        values = (csrf_token().encode(), secrets.token_urlsafe(24).encode())
+        if gzip:
+            if self.gzipped is None:  # two threads may both build it: the same bytes
+                self.gzipped = compression.GzipAround(self.parts)
+            return self.gzipped.fill(*values)
+        head, middle, tail = self.parts
+        return b"".join((head, values[0], middle, values[1], tail))
+
+
+def _landing(product: Product, values: dict) -> tuple[bytes, str | None]:
     """The page most buyers get (nothing typed yet), rendered once per product,
     country, language and path for PAGE_CACHE_SECONDS, then given this
-    visitor's CSRF token and idempotency key. Buy re-checks price and stock,
-    so a few seconds of staleness can never sell at a wrong price."""
+    visitor's CSRF token and idempotency key: (body, its Content-Encoding).
+    Buy re-checks price and stock, so a few seconds of staleness can never
+    sell at a wrong price."""
     ttl = current_app.config["PAGE_CACHE_SECONDS"]
     cache = current_app.extensions.setdefault("topup.page_cache", {})
     key = (product.id, _country(None), str(get_locale()), request.path)
@@ -218,11 +245,12 @@ def _landing(product: Product, values: dict) -> str:
     if hit is None or hit[0] < time.monotonic():
         context = _page_context(product, values)
         context.update(idempotency_key=KEY_SLOT, csrf_token=lambda: CSRF_SLOT)
-        hit = (time.monotonic() + ttl, render_template("shop/product.html", **context))
+        hit = (time.monotonic() + ttl, Landing(render_template("shop/product.html", **context)))
         if ttl > 0:
             cache[key] = hit
-    return (hit[1].replace(CSRF_SLOT, csrf_token(), 1)
-            .replace(KEY_SLOT, secrets.token_urlsafe(24), 1))
+    # Uncached, the usual compression after the view is as cheap.
+    gzip = ttl > 0 and "gzip" in compression.accepted(request.headers.get("Accept-Encoding"))
+    return hit[1].body(gzip), "gzip" if gzip else None
 
 
 @bp.get("/<slug>")
