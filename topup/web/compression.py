@@ -1,8 +1,8 @@
 """Compression, since waitress has none: brotli when the browser accepts it,
-else gzip. Pages are compressed per response at each one's fastest level:
-on the product page, brotli 4 took 71 µs (2.1 KB) and brotli 1 takes 23 µs
-(2.5 KB), a fifth of the page's CPU for 0.4 KB that fits in the same first
-round trip. Static files are compressed once at the highest level and kept
+else gzip. Pages are compressed per response at a cheap level that still
+keeps them small (the 14 KB first-window budget is about bytes, not CPU);
+the landing page, the one every visit starts with, is compressed once
+(GzipAround); static files are compressed once at the highest level and kept
 in memory (see topup.web.assets)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flask import request
 COMPRESSIBLE = frozenset({"text/html", "text/css", "text/javascript", "application/javascript",
                           "image/svg+xml", "application/json", "text/plain", "text/csv"})
 MIN_SIZE = 256  # smaller bodies gain nothing after headers
-DYNAMIC = {"br": 1, "gzip": 1}
+DYNAMIC = {"br": 4, "gzip": 6}
 STATIC = {"br": 11, "gzip": 9}
 
 
