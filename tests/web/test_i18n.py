@@ -482,3 +482,23 @@ def test_payment_instructions_are_written_in_the_orders_locale(app):
     assert lines[1] == "Pagar para: Fulano de Tal (chave Pix 123e4567-e12b-12d1-a456-426655440000)"
     assert lines[-2].startswith("Referência: TU") and lines[-1] == "Pague até 2030-01-02 03:04 (UTC)."
     assert english[0] == "Amount: R$150.50" and english[-1] == "Pay before 2030-01-02 03:04 UTC."
+
+
+def test_a_browser_s_languages_are_read_once_per_distinct_header(client, monkeypatch):
+    """The language and the country both come from Accept-Language: parsed once
+    for each distinct header, however many pages ask."""
+    import topup.web
+
+    parsed = []
+    original = topup.web.parse_accept_header
+    monkeypatch.setattr(topup.web, "parse_accept_header",
+                        lambda value, cls: parsed.append(value) or original(value, cls))
+    topup.web._read_accept_language.cache_clear()
+    header = "pt-BR,pt;q=0.9,en;q=0.5"
+    for _ in range(3):
+        page = client.get("/tiktok-coins", headers={"Accept-Language": header})
+        assert '<html lang="pt-BR">' in page.get_data(as_text=True)
+        assert 'value="BR" selected' in page.get_data(as_text=True)
+    assert parsed == [header]
+    long = "en;q=0.1," * 100 + "th"  # only the start counts, and it is what is kept
+    assert topup.web.read_accept_language(long) == ("en", "US")

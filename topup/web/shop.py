@@ -18,8 +18,8 @@ from flask_babel import lazy_gettext as _l
 from topup import lookups, orders, pricing
 from topup.accounts import KINDS, AccountIdInvalid
 from topup.models import Package, Product, utcnow
-from topup.regions import COUNTRIES, country_from_accept_language
-from topup.web import compression, render_for_htmx
+from topup.regions import COUNTRIES
+from topup.web import compression, read_accept_language, render_for_htmx
 from topup.web.limits import limit_lookups, limit_orders
 from topup.web.tokens import csrf_token
 
@@ -80,7 +80,8 @@ def _country(value: str | None) -> str:
     their browser's languages. Its prices are written as that country writes
     them (topup.web.writing_locale)."""
     value = (value or "").upper()
-    country = value if value in COUNTRIES else country_from_accept_language(request.accept_languages)
+    country = (value if value in COUNTRIES
+               else read_accept_language(request.headers.get("Accept-Language", ""))[1])
     g.buyer_country = country
     return country
 
