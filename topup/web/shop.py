@@ -213,8 +213,8 @@ CSRF_SLOT, KEY_SLOT = "@@topup-csrf@@", "@@topup-idempotency@@"
 class Landing:
     """The landing page rendered once around its two per-visitor slots, and,
     once a browser accepts gzip, its gzip body made once too: filling in the
-    tokens then costs a CRC instead of compressing the page again (brotli was
-    most of the page's CPU for a browser)."""
+    tokens then costs a CRC instead of compressing the page again (brotli took
+    about a third of the page's CPU for a browser)."""
 
     def __init__(self, html: str):
         head, rest = html.split(CSRF_SLOT, 1)
