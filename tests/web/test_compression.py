@@ -1,5 +1,6 @@
 """Compression without a proxy: pages brotli- or gzip-compressed per request,
-static files compressed once, both only when the browser says it accepts it."""
+the landing page's gzip and static files made once, each only when the browser
+says it accepts it."""
 from __future__ import annotations
 
 import gzip

@@ -69,8 +69,8 @@ class GzipAround:
     gzip allows the join: each fixed part is deflated apart, ending on a byte
     boundary and referring to nothing before it (a full flush); each slot's
     value goes between them as a stored block; only the CRC is computed per
-    response. No zlib call is made per response: compressing lets go of the
-    GIL, and under waitress's threads each hand-off costs more than it did."""
+    response. No compressor runs per response, and no zlib call that lets go
+    of the GIL: with waitress's threads, getting it back costs time too."""
 
     def __init__(self, parts: list[bytes]):
         last = len(parts) - 1
