@@ -13,7 +13,8 @@ import pytest
 from werkzeug.wrappers import Response
 
 from topup.web.tokens import (CSRF_SALT, CompactSerializer, KeyOnceTimestampSigner,
-                              SessionCookies, _KeyOnce, csrf_token, vary_on_cookie)
+                              SessionCookies, _KeyOnce, csrf_token)
+from topup.web.app import add_vary
 
 NOW = 1_760_000_000
 
@@ -191,7 +192,7 @@ def test_vary_cookie_is_what_werkzeug_would_write(present):
     for response in (ours, theirs):
         if present is not None:
             response.headers["Vary"] = present
-    vary_on_cookie(ours)
+    add_vary(ours.headers, "Cookie")
     theirs.vary.add("Cookie")
     assert ours.headers.getlist("Vary") == theirs.headers.getlist("Vary")
     assert [v.strip().lower() for v in ours.headers["Vary"].split(",")].count("cookie") == 1

@@ -18,6 +18,7 @@ from topup import ROOT
 from topup.money import written_as
 from topup.regions import country_from_accept_language
 from topup.web import compression
+from topup.web.app import add_vary
 from topup.web.assets import Assets
 
 # The buyer-facing languages, each named in itself for the switcher. "en" is
@@ -205,14 +206,7 @@ def init_app(app) -> None:
         headers = response.headers
         present = {name.lower(): value for name, value in headers.items()}
         # Pages are in the buyer's language (Accept-Language, the lang cookie).
-        varies = VARY_PAGE if response.mimetype == "text/html" else VARY_ANY
-        if "vary" in present:
-            already = {name.strip().lower() for name in present["vary"].split(",")}
-            varies = [name for name in varies if name.lower() not in already]
-            if varies:
-                headers["Vary"] = ", ".join((present["vary"], *varies))
-        else:
-            headers.add("Vary", ", ".join(varies))
+        add_vary(headers, *(VARY_PAGE if response.mimetype == "text/html" else VARY_ANY))
         for name, value in SECURITY_HEADERS:
             if name.lower() not in present:
                 headers.add(name, value)

@@ -6,6 +6,9 @@ every request paid for nothing (measured with bench/throughput).
   look at its code flags answers.
 - werkzeug's MultiDict.get builds a BadRequestKeyError for every key that is
   absent, and the product page's partials ask for seven keys that mostly are.
+
+And add_vary: `response.vary.add` parses the header into a set and writes it
+back on every call.
 """
 from __future__ import annotations
 
@@ -41,3 +44,16 @@ class App(Flask):
                 and "_is_coroutine_marker" not in plain.__dict__):  # inspect.markcoroutinefunction
             return func
         return super().ensure_sync(func)  # coroutines, partials, callables
+
+
+def add_vary(headers, *names: str) -> None:
+    """Name each of names once in one Vary header (what response.vary.add
+    writes), without parsing it into a set and back."""
+    present = headers.get("Vary")
+    if not present:
+        headers["Vary"] = ", ".join(names)
+        return
+    have = {name.strip().lower() for name in present.split(",")}
+    missing = [name for name in names if name.lower() not in have]
+    if missing:
+        headers["Vary"] = ", ".join((present, *missing))

@@ -20,6 +20,7 @@ from topup.accounts import KINDS, AccountIdInvalid
 from topup.models import Package, Product, utcnow
 from topup.regions import COUNTRIES
 from topup.web import compression, read_accept_language, render_for_htmx
+from topup.web.app import add_vary
 from topup.web.limits import limit_lookups, limit_orders
 from topup.web.tokens import csrf_token
 
@@ -41,7 +42,7 @@ def _to_full_page(slug: str):
     """A no-JS request for a partial: the full page, with the form's fields only."""
     fields = {key: value for key, value in form_values(request.args).items() if value}
     response = redirect(url_for("shop.product", slug=slug, **fields), 303)
-    response.vary.add("HX-Request")
+    add_vary(response.headers, "HX-Request")
     return response
 
 

@@ -18,6 +18,8 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, want_bytes
 
+from topup.web.app import add_vary
+
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
 
 
@@ -61,16 +63,6 @@ class CompactSerializer(URLSafeTimedSerializer):
         return signer
 
 
-def vary_on_cookie(response) -> None:
-    """response.vary.add("Cookie") without parsing the header into a set and
-    writing it back: the same header (the first Vary, which it replaces)."""
-    vary = response.headers.get("Vary")
-    if not vary:
-        response.headers["Vary"] = "Cookie"
-    elif not any(name.strip().lower() == "cookie" for name in vary.split(",")):
-        response.headers["Vary"] = vary + ", Cookie"
-
-
 class SessionCookies(SecureCookieSessionInterface):
     """Flask's signed-cookie session, its serializer compact and built once per
     set of keys (Flask builds and test-runs a new one on every request)."""
@@ -89,7 +81,7 @@ class SessionCookies(SecureCookieSessionInterface):
         return built[1]
 
     def save_session(self, app, session, response) -> None:
-        """Flask 3.1's, step for step, but for vary_on_cookie."""
+        """Flask 3.1's, step for step, but Vary: Cookie added by add_vary."""
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
@@ -98,17 +90,15 @@ class SessionCookies(SecureCookieSessionInterface):
         samesite = self.get_cookie_samesite(app)
         httponly = self.get_cookie_httponly(app)
 
-        varied = session.accessed  # later adds are no-ops: nothing below touches Vary
-        if varied:
-            vary_on_cookie(response)
+        if session.accessed:
+            add_vary(response.headers, "Cookie")
 
         if not session:  # emptied: remove the cookie; empty: set none
             if session.modified:
                 response.delete_cookie(name, domain=domain, path=path, secure=secure,
                                        partitioned=partitioned, samesite=samesite,
                                        httponly=httponly)
-                if not varied:
-                    vary_on_cookie(response)
+                add_vary(response.headers, "Cookie")
             return
 
         if not self.should_set_cookie(app, session):
@@ -119,8 +109,7 @@ class SessionCookies(SecureCookieSessionInterface):
         response.set_cookie(name, val, expires=expires, httponly=httponly, domain=domain,
                             path=path, secure=secure, partitioned=partitioned,
                             samesite=samesite)
-        if not varied:
-            vary_on_cookie(response)
+        add_vary(response.headers, "Cookie")
 
 
 def csrf_token() -> str:

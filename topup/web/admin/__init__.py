@@ -38,9 +38,7 @@ def render(partial: str, page: str, status: int = 200, **context):
     cache is off, so it asks the server) gets the full page it needs."""
     htmx = request.htmx
     template = partial if htmx and not htmx.history_restore_request else page
-    response = make_response(render_template(template, **context), status)
-    response.vary.add("HX-Request")
-    return response
+    return make_response(render_template(template, **context), status, {"Vary": "HX-Request"})
 
 
 from topup.web.admin import (  # noqa: E402  (each registers its views on bp)
