@@ -2,6 +2,9 @@
 check cannot be used to hammer a reseller; Buy has its own limit."""
 from __future__ import annotations
 
+import socket
+import threading
+import time
 
 import pytest
 import redis
@@ -157,3 +160,55 @@ def test_a_storage_that_is_down_lets_buyers_through_and_says_so(limited, app, cl
     for name in ("d_one", "d_two", "d_three", "d_four"):
         assert check(client, name).status_code == 200
     assert "rate limit storage failed" in caplog.text
+
+
+@pytest.fixture
+def hanging_redis():
+    """A server that accepts connections and never answers, as a Redis that
+    hangs does (overloaded, or behind a network that drops its replies)."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.05)
+    held, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # the accept timeout: look at stop again
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_redis_that_hangs_costs_one_request_a_timeout_not_every_request(
+        limited, app, client, lookups, hanging_redis, caplog, monkeypatch):
+    """Limits and the lookup cache in a Redis that hangs: the first check waits
+    out the short timeouts, later ones leave Redis alone (redis-py's defaults
+    made each wait about 5 s, with 4 waitress threads for the whole shop)."""
+    from topup import stores
+    from topup.web.limits import Limits
+
+    app.config.update(limited, LOOKUP_CACHE_URL=hanging_redis)
+    app.extensions.pop("topup.lookup_cache", None)
+    app.extensions["topup.limits"] = Limits(hanging_redis)
+    names = [f"hang_{n}" for n in range(6)]
+    started = time.monotonic()
+    assert [check(client, name).status_code for name in names] == [200] * 6
+    waited = time.monotonic() - started
+    assert waited < 4, f"six checks took {waited:.1f} s"
+    assert lookups == names  # each went to the reseller
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 2 and "rate limit storage failed" in failures[0]
+    assert "lookup cache failed" in failures[1]
+
+    later = time.monotonic() + stores.PAUSE_SECONDS + 1  # the pause is over: asked again
+    monkeypatch.setattr(stores.time, "monotonic", lambda: later)
+    assert check(client, "hang_after").status_code == 200
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 4

@@ -26,6 +26,8 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
+from topup.stores import Pause, redis_options
+
 log = logging.getLogger(__name__)
 KEY_PREFIX = "topup"
 
@@ -34,13 +36,18 @@ class Limits:
     """One app's counters: its storage, and each limit string parsed once."""
 
     def __init__(self, storage_uri: str):
-        self.counter = FixedWindowRateLimiter(storage_from_string(storage_uri))
+        options = redis_options() if storage_uri.startswith("redis") else {}
+        self.counter = FixedWindowRateLimiter(storage_from_string(storage_uri, **options))
+        self.pause = Pause("rate limit storage", "requests let through")
         self._parsed: dict[str, list] = {}
 
     def check(self, scope: str, limit_string: str, client: str) -> None:
         """Count one request of client against scope; TooManyRequests (with
         the seconds to wait) once a window is full. A storage that is down
-        lets the request through, logged: a shop keeps selling."""
+        lets requests through (logged, and left alone a few seconds: see
+        topup.stores): a shop keeps selling."""
+        if self.pause.active():
+            return
         windows = self._parsed.get(limit_string)
         if windows is None:
             windows = self._parsed[limit_string] = sorted(parse_many(limit_string))
@@ -51,8 +58,7 @@ class Limits:
                 if not allowed:
                     reset = self.counter.get_window_stats(window, *key).reset_time
             except Exception as exc:
-                log.warning("rate limit storage failed (%s): request let through",
-                            type(exc).__name__)
+                self.pause.failed(exc)
                 return
             if not allowed:
                 log.info("rate limit %s exceeded for %s (%s)", window, client, scope)
