@@ -143,6 +143,14 @@ def buy(client, *, country="US", account="@demo_user", coins=70, method="sandbox
     return client.post("/tiktok-coins", data=data)
 
 
+def plugin_problems() -> dict[str, str]:
+    """Plugins' failures while the shop ran, as the operator sees them
+    (topup.problems): plugin -> its last message."""
+    from topup.problems import recent
+
+    return {problem.plugin: problem.message for problem in recent()}
+
+
 def place_order(client, **kwargs) -> Order:
     response = buy(client, **kwargs)
     assert response.status_code == 303, response.get_data(as_text=True)

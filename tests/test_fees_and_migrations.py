@@ -7,8 +7,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 from topup import create_app, schema
 from topup.cli import main
 from topup.db import database, is_sqlite
-from topup.models import (CustomRate, Order, Price, Product, PromoCode, PromoUse, SchemaVersion,
-                          SignInLink, SignInSession, WorkerHeartbeat, utcnow)
+from topup.models import (CustomRate, Order, PluginProblem, Price, Product, PromoCode, PromoUse,
+                          SchemaVersion, SignInLink, SignInSession, WorkerHeartbeat, utcnow)
 from topup.money import Money
 
 from tests.conftest import buy, package_id, place_order
@@ -60,6 +60,8 @@ def _back_to_version(version: int) -> None:
     migrator = SqliteMigrator(database.obj) if is_sqlite() else PostgresqlMigrator(database.obj)
     if is_sqlite():  # SQLite drops columns by copying tables; keep payments through the copy
         database.pragma("foreign_keys", 0)
+    # 6: plugin problems
+    database.drop_tables([PluginProblem])
     # 5: custom amounts and promo codes
     database.drop_tables([PromoUse, PromoCode, CustomRate])
     migrate(*(migrator.drop_column("product", name)
@@ -83,8 +85,8 @@ def test_migrating_a_version_1_database_brings_it_to_the_current_schema(app, cli
     assert database.execute_sql("SELECT count(*) FROM payment").fetchone()[0] == 1
 
     result = app.test_cli_runner().invoke(main, ["migrate"])
-    assert result.exit_code == 0 and "Applied migrations: [2, 3, 4, 5]" in result.output
-    assert schema.current_version() == 5
+    assert result.exit_code == 0 and "Applied migrations: [2, 3, 4, 5, 6]" in result.output
+    assert schema.current_version() == 6
     assert SignInLink.select().count() == 0  # the table is back
     assert Order.get_by_id(order.id).fee == 0  # existing orders: no fee
     # Nothing that refers to the order was lost on the way (SQLite copies tables).
@@ -103,8 +105,9 @@ def test_migrating_a_version_4_database_keeps_its_orders_and_sells_promos(app, c
     assert "discount" not in columns and not database.table_exists("promocode")
 
     result = app.test_cli_runner().invoke(main, ["migrate"])
-    assert result.exit_code == 0 and "Applied migrations: [5]" in result.output
-    assert schema.current_version() == 5
+    assert result.exit_code == 0 and "Applied migrations: [5, 6]" in result.output
+    assert schema.current_version() == 6
+    assert database.table_exists("pluginproblem")
     kept = Order.get_by_id(order.id)
     assert (kept.amount, kept.fee, kept.quantity, kept.latest_payment().amount) == before
     assert (kept.discount, kept.promo_code) == (0, None)  # old orders: no discount

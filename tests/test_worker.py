@@ -12,7 +12,9 @@ from topup.delivery import DeliveryResult
 from topup.models import Delivery, Order, OrderEvent, utcnow
 from topup_plugins.sandbox.delivery import SandboxCredit
 
-from tests.conftest import pay, place_order, sandbox_event, signed_headers, wait_for
+from tests.conftest import (
+    pay, place_order, plugin_problems, sandbox_event, signed_headers, wait_for,
+)
 
 
 def paid_orders(app, client, count: int) -> list[Order]:
@@ -91,7 +93,7 @@ def test_a_backend_that_raises_is_contained_and_retried(app, client):
     assert delivery.last_error == "ConnectionError: reseller API unreachable"
     assert delivery.lease_until is None
     assert status(order) == orders.DELIVERING
-    assert registry.errors["sandbox"] == "ConnectionError: reseller API unreachable"
+    assert plugin_problems()["sandbox"] == "ConnectionError: reseller API unreachable"
     assert SandboxCredit.select().count() == 0
 
     assert worker.deliver_once(app) is True

@@ -201,7 +201,10 @@ def plugins(as_json):
     if registry.not_configured:
         click.echo(f"not configured: {', '.join(registry.not_configured)}")
     for name, error in registry.errors.items():
-        click.echo(f"error in {name}: {error}")
+        click.echo(f"failed to load {name}: {error}")
+    for problem in report["problems"]:
+        click.echo(f"problem in {problem['plugin']}: {problem['message']} ({problem['count']}x, "
+                   f"last {problem['last_at'][:19]} UTC in {problem['process']})")
 
 
 @main.command()

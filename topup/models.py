@@ -12,7 +12,7 @@ from peewee import (
 from topup.db import Prepared, database, insert_row
 from topup.money import Money
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def utcnow() -> datetime:
@@ -284,9 +284,20 @@ class WorkerHeartbeat(BaseModel):
     seen_at = DateTimeField(default=utcnow)
 
 
+class PluginProblem(BaseModel):
+    """A plugin's latest failure while the shop ran, from whichever process met
+    it (a server, a worker), kept until the operator dismisses it (topup.problems)."""
+    plugin = CharField(unique=True)
+    message = TextField()
+    count = IntegerField(default=1)
+    first_at = DateTimeField(default=utcnow)
+    last_at = DateTimeField(default=utcnow)
+    process = CharField()  # host:pid of the last one
+
+
 CORE_MODELS = [SchemaVersion, Product, Package, Price, CustomRate, PromoCode, Order, PromoUse,
                Payment, Delivery, WebhookEvent, OrderEvent, SignInSession, SignInLink,
-               WorkerHeartbeat]
+               WorkerHeartbeat, PluginProblem]
 
 
 # Prepared: on the path of every Buy (see topup.db.Prepared).

@@ -17,6 +17,7 @@ import pluggy
 from topup import hookspecs
 from topup.config import resolve_secrets
 from topup.payments import NotConfigured
+from topup.problems import Problems, recent
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,36 @@ def report(registry) -> dict:
             "disabled": sorted(name for name, plugin in pm.list_name_plugin() if plugin is None),
             "payment_providers": sorted(registry.providers),
             "delivery_backends": sorted(registry.backends),
-            "errors": dict(registry.errors), "not_configured": sorted(registry.not_configured)}
+            "errors": dict(registry.errors), "not_configured": sorted(registry.not_configured),
+            "problems": _problems()}
+
+
+def _problems() -> list[dict]:
+    """The recorded problems; none, said in the log, if the database cannot be read
+    (`topup plugins` is run when things are broken)."""
+    try:
+        rows = recent()
+    except Exception as exc:
+        log.warning("could not read plugin problems from the database (%s)", type(exc).__name__)
+        return []
+    return [{"plugin": p.plugin, "message": p.message, "count": p.count,
+             "first_at": p.first_at.isoformat(), "last_at": p.last_at.isoformat(),
+             "process": p.process} for p in rows]
 
 
 class Registry:
     """The payment providers and delivery backends of one app, built once.
 
-    A plugin that fails to build, or raises later, is contained: its method is
-    left out, the error is logged and kept in `errors` for `topup plugins`.
+    A plugin that fails to build is left out, its error logged and kept in
+    `errors` (this process's; every process with the same settings meets the
+    same). One that raises later is contained: logged, and recorded in the
+    database for the operator (topup.problems), since it may be a worker's.
     """
 
     def __init__(self, pm: pluggy.PluginManager, plugin_settings: dict):
         self.pm = pm
         self.errors: dict[str, str] = {}
+        self.problems = Problems()
         self.not_configured: list[str] = []
         self.providers = self._build(pm.hook.register_payment_providers, plugin_settings)
         self.backends = self._build(pm.hook.register_delivery_backends, plugin_settings)
@@ -123,7 +141,7 @@ class Registry:
                 settings = resolve_secrets(plugin_settings.get(impl.plugin_name, {}))
                 classes = impl.function() or ()
             except Exception as exc:  # contained: the rest of the shop goes on
-                self.contain(impl.plugin_name, exc)
+                self._failed_to_build(impl.plugin_name, exc)
                 continue
             for cls in classes:
                 try:
@@ -131,12 +149,18 @@ class Registry:
                 except NotConfigured:
                     self.not_configured.append(cls.id)
                 except Exception as exc:  # one broken class does not hide its siblings
-                    self.contain(impl.plugin_name, exc)
+                    self._failed_to_build(impl.plugin_name, exc)
         return built
 
-    def contain(self, plugin_id: str, exc: BaseException) -> None:
+    def _failed_to_build(self, plugin_id: str, exc: BaseException) -> None:
         self.errors[plugin_id] = f"{type(exc).__name__}: {exc}"
-        log.error("plugin %s failed: %s", plugin_id, self.errors[plugin_id], exc_info=exc)
+        log.error("plugin %s failed to load: %s", plugin_id, self.errors[plugin_id], exc_info=exc)
+
+    def contain(self, plugin_id: str, exc: BaseException) -> None:
+        """A plugin raised while the shop ran: the caller goes on without it."""
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("plugin %s failed: %s", plugin_id, message, exc_info=exc)
+        self.problems.record(plugin_id, message)
 
     def payment_methods(self, country: str, currency: str, amount=None) -> list:
         """Providers a buyer in country may pay currency with (and amount, if given)."""

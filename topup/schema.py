@@ -45,8 +45,15 @@ def _add_custom_amounts_and_promos(db):
     db.create_tables([CustomRate, PromoCode, PromoUse], safe=True)
 
 
+def _add_plugin_problems(db):
+    """6: plugin failures recorded where every process's are seen."""
+    from topup.models import PluginProblem
+    db.create_tables([PluginProblem], safe=True)
+
+
+# version -> function(database) that reaches it
 MIGRATIONS: dict = {2: _add_order_fee, 3: _add_payment_checked_at, 4: _add_sign_in_tables,
-                    5: _add_custom_amounts_and_promos}  # version -> function(database) that reaches it
+                    5: _add_custom_amounts_and_promos, 6: _add_plugin_problems}
 
 
 def all_models(pm) -> list:

@@ -6,8 +6,6 @@ processes; any number of them may share one database.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -15,6 +13,7 @@ from datetime import timedelta
 from topup import orders
 from topup.delivery import DeliveryResult
 from topup.models import WorkerHeartbeat, utcnow
+from topup.problems import this_process
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def deliver_once(app) -> bool:
 
 def beat() -> None:
     """Record that this worker process is alive (one row per host:pid)."""
-    name = f"{socket.gethostname()}:{os.getpid()}"[:200]
+    name = this_process()
     (WorkerHeartbeat.insert(name=name, seen_at=utcnow())
      .on_conflict(conflict_target=[WorkerHeartbeat.name], update={WorkerHeartbeat.seen_at: utcnow()})
      .execute())

@@ -37,7 +37,7 @@ from topup.regions import COUNTRIES
 from topup_plugins.stripe_checkout.provider import (
     MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, STRIPE_DIGITS, StripeCheckout, session_expiry)
 
-from tests.conftest import buy, place_order, wait_for
+from tests.conftest import buy, place_order, plugin_problems, wait_for
 
 SECRET_KEY = "sk_test_" + "K3y" * 10
 WEBHOOK_SECRET = "whsec_" + "S3cr3t" * 6
@@ -438,7 +438,7 @@ def test_a_refused_session_fails_the_order_and_logs_no_key(app, client, checkout
     assert "not working right now" in response.get_data(as_text=True)
     order = Order.get()
     assert order.status == "failed" and order.latest_payment().status == "failed"
-    errors = app.extensions["topup"].errors
+    errors = plugin_problems()
     assert "Invalid currency" in errors["stripe"]
     for text in (caplog.text, errors["stripe"], order.latest_payment().error or ""):
         assert SECRET_KEY not in text and WEBHOOK_SECRET not in text

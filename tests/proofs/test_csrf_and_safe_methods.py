@@ -19,7 +19,7 @@ import re
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from topup.models import Price, Product, PromoCode
+from topup.models import PluginProblem, Price, Product, PromoCode
 
 from tests.conftest import CSRF, form_tokens, package_id
 from tests.proofs.common import (
@@ -72,6 +72,7 @@ def good_request(app, world, rule: str, endpoint: str, promo: PromoCode) -> tupl
         "admin.update_promo": [("id", str(promo.id)), ("kind", "percent"), ("percent", "20"),
                                ("enabled", "on")],
         "admin.toggle_promo": [("id", str(promo.id)), ("enabled", "0")],
+        "admin.dismiss_problem": [("plugin", "stub")],
         "auth.use_link": [], "auth.sign_out": [], "oidc.login": [("next", "/admin/")],
     }
     return path, fields[endpoint]
@@ -87,8 +88,8 @@ def test_every_state_changing_route_is_known_here_and_only_signed_routes_skip_cs
     assert {endpoint for _, endpoint in STATE_CHANGING} == {
         "shop.buy", "sandbox.decide", "admin.act", "admin.update_product", "admin.add_package",
         "admin.update_package", "admin.add_price", "admin.import_stock", "admin.update_custom",
-        "admin.create_promo", "admin.update_promo", "admin.toggle_promo", "auth.use_link",
-        "auth.sign_out", "oidc.login"}
+        "admin.create_promo", "admin.update_promo", "admin.toggle_promo",
+        "admin.dismiss_problem", "auth.use_link", "auth.sign_out", "oidc.login"}
 
 
 def form(fields: list, *more) -> MultiDict:
@@ -107,6 +108,7 @@ def test_a_post_without_the_right_csrf_token_is_400_and_changes_nothing(
         app, stub, world, operator, sandbox_sends, rule, endpoint):
     Price.delete().where(Price.package == package_id(70), Price.currency == "EUR").execute()
     promo = PromoCode.create(code="EXISTING", kind="percent", percent_bp=500)
+    PluginProblem.create(plugin="stub", message="RuntimeError: down", process="proof:1")
     path, fields = good_request(app, world, rule, endpoint, promo)
     elsewhere = app.test_client()  # another browser: its own session, its own token
     other_token = form_tokens(elsewhere.get("/tiktok-coins").get_data(as_text=True))["csrf_token"]

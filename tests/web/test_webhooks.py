@@ -18,7 +18,8 @@ from topup_plugins.sandbox import signing
 from topup_plugins.sandbox.payment import SandboxCheckout
 
 from tests.conftest import (
-    CSRF, form_tokens, package_id, place_order, sandbox_event, signed_headers, wait_for,
+    CSRF, form_tokens, package_id, place_order, plugin_problems, sandbox_event, signed_headers,
+    wait_for,
 )
 from tests.web import visible
 
@@ -215,7 +216,7 @@ def test_an_oversized_webhook_is_413_not_a_plugin_failure(client, app):
                            headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.is_json
-    assert "sandbox" not in app.extensions["topup"].errors
+    assert "sandbox" not in plugin_problems()
 
 
 # --- the sandbox round trip over real HTTP ----------------------------------------
