@@ -1,8 +1,10 @@
 """Operations: /healthz, Prometheus /metrics, `topup backup`."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 
@@ -34,6 +36,29 @@ def test_healthz_says_when_the_database_is_unreachable(config, tmp_path, monkeyp
     app = create_app({**config, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nothing"})
     answer = app.test_client().get("/healthz")
     assert answer.status_code == 503 and answer.json["database"].startswith("unreachable")
+
+
+def test_without_the_database_buyers_and_providers_are_asked_to_retry_not_shown_a_500(
+        config, tmp_path, monkeypatch, caplog):
+    """A database restarting or failing over: 503 with Retry-After (webhook
+    senders retry on it), in words a buyer understands, and one log line each."""
+    from topup import create_app
+
+    monkeypatch.setenv("TOPUP_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({**config, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nothing"})
+    client = app.test_client()
+    for path in ("/tiktok-coins", "/orders/abcdefghijklmnop", "/"):
+        page = client.get(path, headers={"Accept-Language": "es"})
+        assert page.status_code == 503, path
+        assert page.headers["Retry-After"] == "30" and page.headers["Cache-Control"] == "no-store"
+        assert "Temporalmente no disponible" in page.get_data(as_text=True)
+    body = json.dumps({"id": "evt_pay_1", "type": "payment.succeeded", "created": int(time.time()),
+                       "data": {"payment_id": "pay_1", "amount": 100, "currency": "USD"}}).encode()
+    hook = client.post("/webhooks/sandbox", data=body, headers=signed_headers(body))
+    assert hook.status_code == 503 and hook.json == {"error": "temporarily unavailable"}
+    assert hook.headers["Retry-After"] == "30"
+    logged = [r.getMessage() for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(logged) == 4 and "GET /tiktok-coins: OperationalError" in logged[0]
 
 
 def metric(text: str, line_start: str) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 from babel import Locale
 from babel.numbers import format_decimal
@@ -10,6 +11,8 @@ from flask_babel import LazyString, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from peewee import InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
@@ -20,6 +23,11 @@ from topup.regions import country_from_accept_language
 from topup.web import compression
 from topup.web.app import add_vary
 from topup.web.assets import Assets
+
+log = logging.getLogger(__name__)
+# How long a buyer (or a provider's webhook) is asked to wait when the database
+# cannot be reached: a restart or a failover takes about this long.
+DATABASE_RETRY_AFTER = 30
 
 # The buyer-facing languages, each named in itself for the switcher. "en" is
 # the source language; the others have a catalogue in topup/translations.
@@ -229,6 +237,22 @@ def init_app(app) -> None:
                                    errors={"account": message}), 429, wait
         return render_template("errors/error.html", title=_("Too many requests"),
                                message=message), 429, wait
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(MaxConnectionsExceeded)
+    def database_unavailable(error):
+        """The database is down, restarting, or out of connections: nothing was
+        done (each change is one transaction), so say "try again shortly" with
+        a 503 and Retry-After, which providers' webhooks retry on too."""
+        log.error("database unavailable for %s %s: %s: %s", request.method, request.path,
+                  type(error).__name__, error)
+        wait = {"Retry-After": str(DATABASE_RETRY_AFTER), "Cache-Control": "no-store"}
+        if request.path.startswith("/webhooks/"):
+            return {"error": "temporarily unavailable"}, 503, wait
+        return render_template("errors/error.html", title=_("Temporarily unavailable"), message=_(
+            "We can't reach our records right now, so nothing was changed. "
+            "Please try again in a minute.")), 503, wait
 
     @app.errorhandler(HTTPException)
     def http_error(error):
