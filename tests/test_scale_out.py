@@ -123,3 +123,84 @@ def test_two_servers_and_two_workers_deliver_each_order_exactly_once(app, proces
             assert json.loads(health.read()) == {"ok": True, "database": "ok", "worker": "ok"}
     # The lookup cache is shared through Redis.
     assert redis.Redis.from_url(REDIS).keys("topup:lookup:*")
+
+
+def children_of(pid: int) -> list[int]:
+    """Its child processes, whichever of its threads started them."""
+    return sorted(int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                  for child in (task / "children").read_text().split())
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_serve_with_processes_shares_one_port_replaces_a_dead_process_and_stops_on_sigterm(
+        app, database_url, tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")},
+           "TOPUP_INSTANCE_PATH": str(tmp_path / "instance"), "TOPUP_DATABASE_URL": database_url,
+           "TOPUP_SECRET_KEY": "one-secret-for-every-process", "TOPUP_RATELIMIT_ENABLED": "false"}
+    server = subprocess.Popen([str(TOPUP), "serve", "--port", "0", "--processes", "2",
+                               "--no-workers"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"serving on (http://\S+?)/?$", line).group(1)
+        first = children_of(server.pid)
+        assert len(first) == 2
+
+        def pages(count: int) -> list[int]:  # each on a new connection: spread by the kernel
+            return [urllib.request.urlopen(f"{url}/tiktok-coins", timeout=10).status
+                    for _ in range(count)]
+
+        before = {pid: cpu_ticks(pid) for pid in first}
+        assert pages(60) == [200] * 60
+        assert all(cpu_ticks(pid) > before[pid] for pid in first), "one process served all"
+
+        os.kill(first[0], 9)  # a process dies: the other serves meanwhile, then one replaces it
+        # Gone once its parent reaped it: only then are all its threads, and so
+        # its socket, closed (until then new connections may still reach it).
+        wait_for(lambda: not Path(f"/proc/{first[0]}").exists())
+        assert pages(5) == [200] * 5
+        replaced = wait_for(lambda: len(children_of(server.pid)) == 2
+                            and children_of(server.pid) != first and children_of(server.pid))
+        assert first[1] in replaced and first[0] not in replaced
+        assert pages(5) == [200] * 5
+
+        server.terminate()
+        assert server.wait(20) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)  # stopped and reaped
+        assert f"serving process {first[0]} exited with -9; starting another" in server.stderr.read()
+    finally:
+        if server.poll() is None:  # the test failed midway: leave no process behind
+            for pid in children_of(server.pid):
+                os.kill(pid, 9)
+            server.kill()
+            server.wait()
+        server.stdout.close()
+        server.stderr.close()
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_serving_processes_stop_when_their_parent_is_killed_outright(app, database_url,
+                                                                     tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")},
+           "TOPUP_INSTANCE_PATH": str(tmp_path / "instance"), "TOPUP_DATABASE_URL": database_url,
+           "TOPUP_SECRET_KEY": "one-secret-for-every-process", "TOPUP_RATELIMIT_ENABLED": "false"}
+    server = subprocess.Popen([str(TOPUP), "serve", "--port", "0", "--processes", "2",
+                               "--no-workers"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    with server:
+        assert "serving on" in server.stdout.readline()
+        serving = children_of(server.pid)
+        assert len(serving) == 2
+        server.kill()
+        server.wait()
+        wait_for(lambda: not any(running(pid) for pid in serving))

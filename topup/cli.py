@@ -120,8 +120,13 @@ def migrate():
                    "requests wait (a distant database, slow providers); see bench/throughput.")
 @click.option("--workers/--no-workers", default=True, show_default=True,
               help="Run the delivery worker threads inside this process.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Serving processes sharing the port (Linux SO_REUSEPORT), restarted if "
+                   "one dies: Python runs on one core per process, so about one per core.")
+@click.option("--reuse-port", is_flag=True, hidden=True,
+              help="Bind with SO_REUSEPORT (how --processes starts each of its processes).")
 @with_appcontext
-def serve(host, port, threads, workers):
+def serve(host, port, threads, workers, processes, reuse_port):
     """Serve the shop with waitress (and, by default, its delivery worker)."""
     import waitress.server
 
@@ -130,6 +135,11 @@ def serve(host, port, threads, workers):
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if processes > 1:
+        from topup.processes import serve_processes
+
+        argv = ["--host", host, "--threads", str(threads), "--workers" if workers else "--no-workers"]
+        return serve_processes(app, host, port, processes, argv)
     # waitress warns "Task queue depth is N" for each request that waits for a
     # free thread: under load, thousands of lines a second, written by the
     # server exactly when it is busiest (bench/soak counted 1,500 a second).
@@ -137,9 +147,15 @@ def serve(host, port, threads, workers):
     # Behind PROXY_FIX_X_FOR proxies, werkzeug's ProxyFix reads their X-Forwarded-*
     # headers (topup.web.limits); waitress must pass them on instead of dropping them.
     behind_proxy = bool(app.config.get("PROXY_FIX_X_FOR"))
-    server = waitress.server.create_server(app, host=host, port=port, threads=threads,
-                                           ident="topup",
-                                           clear_untrusted_proxy_headers=not behind_proxy)
+    if reuse_port:  # one of --processes' processes
+        from topup.processes import follow_parent, shared_socket
+
+        where = {"sockets": [shared_socket(host, port)]}
+        follow_parent()
+    else:
+        where = {"host": host, "port": port}
+    server = waitress.server.create_server(app, threads=threads, ident="topup",
+                                           clear_untrusted_proxy_headers=not behind_proxy, **where)
     bound = server.effective_port  # --port 0: the one the system picked
     app.config.setdefault("INTERNAL_URL", f"http://{_connectable(host)}:{bound}")
     worker = Worker(app).start() if workers else None
@@ -401,3 +417,7 @@ def backup(destination):
         database.connection().backup(copy)
     partial.rename(target)  # only a complete copy gets the name asked for
     click.echo(f"Backed up {display_url(current_app.config['DATABASE_URL'])} to {target}")
+
+
+if __name__ == "__main__":  # how --processes starts its processes
+    main()
