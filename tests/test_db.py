@@ -67,6 +67,26 @@ def test_a_prepared_row_is_the_drivers_tuple(app, client):
         assert prepared.row("nope") is None
 
 
+def test_a_prepared_update_changes_what_peewee_would_and_says_how_many(app, client):
+    """The Buy path's "payment started": the same row as peewee's update makes,
+    and nothing once the payment has moved on (its compare-and-set)."""
+    from topup.orders import _PAYMENT_STARTED
+
+    order = place_order(client)  # its payment is started already
+    with app.app_context():
+        payment = order.latest_payment()
+        Payment.update(status="created").where(Payment.id == payment.id).execute()
+        action = {"kind": "redirect", "url": "https://pay.example/x"}
+        assert _PAYMENT_STARTED.execute("ref-1", Payment.action.db_value(action),
+                                        Payment.updated_at.db_value(payment.created_at),
+                                        payment.id) == 1
+        mine = Payment.get_by_id(payment.id)
+        assert (mine.provider_ref, mine.action, mine.status, mine.updated_at) == (
+            "ref-1", action, "started", payment.created_at)
+        assert _PAYMENT_STARTED.execute("ref-2", "{}", mine.updated_at, payment.id) == 0
+        assert Payment.get_by_id(payment.id).provider_ref == "ref-1"
+
+
 def test_an_argument_that_never_reaches_the_sql_is_refused(app):
     prepared = Prepared(lambda unused: Order.select().where(Order.id == 1))
     with app.app_context(), pytest.raises(ValueError, match="exactly once"):

@@ -124,7 +124,7 @@ class _Slot:
 
 
 class Prepared:
-    """A select whose SQL is built once per kind of database, then only run.
+    """A query whose SQL is built once per kind of database, then only run.
 
     peewee builds SQL anew on every execution, and for a wide join that costs
     several times what SQLite takes to answer it: the order status partial
@@ -182,6 +182,10 @@ class Prepared:
     def row(self, *args) -> tuple | None:
         """The first row as the database driver gives it (no conversion), or None."""
         return self._run(args)[1].fetchone()
+
+    def execute(self, *args) -> int:
+        """Run an UPDATE or DELETE: how many rows it changed."""
+        return self._run(args)[1].rowcount
 
 
 _INSERTS: dict[tuple, tuple] = {}

@@ -20,7 +20,7 @@ from flask import current_app
 from flask_babel import gettext
 from peewee import IntegrityError
 
-from topup.db import database, is_sqlite
+from topup.db import Prepared, database, is_sqlite
 from topup.delivery import DeliveryResult
 from topup import pricing
 from topup.models import (Delivery, Order, OrderEvent, Package, Payment, PromoCode, PromoUse,
@@ -29,6 +29,10 @@ from topup.money import Money
 from topup.payments import PaymentEvent
 
 log = logging.getLogger(__name__)
+# On the path of every Buy: building it cost a tenth of one (see topup.db.Prepared).
+_PAYMENT_STARTED = Prepared(lambda ref, action, now, payment: (
+    Payment.update(provider_ref=ref, action=action, status="started", updated_at=now)
+    .where(Payment.id == payment, Payment.status == "created")))
 
 AWAITING_PAYMENT = "awaiting_payment"
 PAID = "paid"
@@ -287,9 +291,8 @@ def start_payment(order: Order, provider, return_url: str) -> None:
                                    "Please choose another payment method.",
                                    method=provider.name)) from exc
     # One statement: atomic by itself, no transaction around it.
-    (Payment.update(provider_ref=action.provider_ref, action=action.to_json(),
-                    status="started", updated_at=utcnow())
-     .where(Payment.id == payment.id, Payment.status == "created").execute())
+    _PAYMENT_STARTED.execute(action.provider_ref, Payment.action.db_value(action.to_json()),
+                             Payment.updated_at.db_value(utcnow()), payment.id)
 
 
 # --- payment events (webhooks and re-fetches) -------------------------------
