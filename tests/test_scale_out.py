@@ -125,6 +125,16 @@ def test_two_servers_and_two_workers_deliver_each_order_exactly_once(app, proces
     assert redis.Redis.from_url(REDIS).keys("topup:lookup:*")
 
 
+def serve_two_processes(database_url, tmp_path, stderr) -> subprocess.Popen:
+    """`topup serve --processes 2` on the test database."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")},
+           "TOPUP_INSTANCE_PATH": str(tmp_path / "instance"), "TOPUP_DATABASE_URL": database_url,
+           "TOPUP_SECRET_KEY": "one-secret-for-every-process", "TOPUP_RATELIMIT_ENABLED": "false"}
+    return subprocess.Popen([str(TOPUP), "serve", "--port", "0", "--processes", "2",
+                             "--no-workers"], env=env, stdout=subprocess.PIPE, stderr=stderr,
+                            text=True)
+
+
 def children_of(pid: int) -> list[int]:
     """Its child processes, whichever of its threads started them."""
     return sorted(int(child) for task in Path(f"/proc/{pid}/task").iterdir()
@@ -138,12 +148,7 @@ def cpu_ticks(pid: int) -> int:
 
 def test_serve_with_processes_shares_one_port_replaces_a_dead_process_and_stops_on_sigterm(
         app, database_url, tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")},
-           "TOPUP_INSTANCE_PATH": str(tmp_path / "instance"), "TOPUP_DATABASE_URL": database_url,
-           "TOPUP_SECRET_KEY": "one-secret-for-every-process", "TOPUP_RATELIMIT_ENABLED": "false"}
-    server = subprocess.Popen([str(TOPUP), "serve", "--port", "0", "--processes", "2",
-                               "--no-workers"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    server = serve_two_processes(database_url, tmp_path, stderr=subprocess.PIPE)
     try:
         line = server.stdout.readline()
         url = re.search(r"serving on (http://\S+?)/?$", line).group(1)
@@ -191,12 +196,7 @@ def running(pid: int) -> bool:
 
 def test_serving_processes_stop_when_their_parent_is_killed_outright(app, database_url,
                                                                      tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")},
-           "TOPUP_INSTANCE_PATH": str(tmp_path / "instance"), "TOPUP_DATABASE_URL": database_url,
-           "TOPUP_SECRET_KEY": "one-secret-for-every-process", "TOPUP_RATELIMIT_ENABLED": "false"}
-    server = subprocess.Popen([str(TOPUP), "serve", "--port", "0", "--processes", "2",
-                               "--no-workers"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    server = serve_two_processes(database_url, tmp_path, stderr=subprocess.DEVNULL)
     with server:
         assert "serving on" in server.stdout.readline()
         serving = children_of(server.pid)

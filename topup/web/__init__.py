@@ -242,17 +242,17 @@ def init_app(app) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(MaxConnectionsExceeded)
     def database_unavailable(error):
-        """The database is down, restarting, or out of connections: nothing was
-        done (each change is one transaction), so say "try again shortly" with
-        a 503 and Retry-After, which providers' webhooks retry on too."""
+        """The database is down, restarting, or out of connections: a change
+        under way rolled back with its transaction, so say "try again shortly"
+        with a 503 and Retry-After, which providers' webhooks retry on too (a
+        Buy sent again with the same form finds its order, if it was made)."""
         log.error("database unavailable for %s %s: %s: %s", request.method, request.path,
                   type(error).__name__, error)
         wait = {"Retry-After": str(DATABASE_RETRY_AFTER), "Cache-Control": "no-store"}
         if request.path.startswith("/webhooks/"):
             return {"error": "temporarily unavailable"}, 503, wait
         return render_template("errors/error.html", title=_("Temporarily unavailable"), message=_(
-            "We can't reach our records right now, so nothing was changed. "
-            "Please try again in a minute.")), 503, wait
+            "We can't reach our records right now. Please try again in a minute.")), 503, wait
 
     @app.errorhandler(HTTPException)
     def http_error(error):
