@@ -105,7 +105,7 @@ def report(registry) -> dict:
 
 def _problems() -> list[dict]:
     """The recorded problems; none, said in the log, if the database cannot be read
-    (`topup plugins` is run when things are broken)."""
+    (`topup plugins` is run when things are broken, or before `topup migrate`)."""
     try:
         rows = recent()
     except Exception as exc:

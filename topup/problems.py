@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 
-from topup.db import database
 from topup.models import PluginProblem, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,23 +47,20 @@ class Problems:
                 return
             count = self._unwritten.pop(plugin)
             self._written[plugin] = (message, now)
-        at = utcnow()
+        at, process = utcnow(), this_process()
         try:  # one statement: atomic without a transaction of its own
             (PluginProblem.insert(plugin=plugin, message=message, count=count, first_at=at,
-                                  last_at=at, process=this_process())
+                                  last_at=at, process=process)
              .on_conflict(conflict_target=[PluginProblem.plugin], update={
                  PluginProblem.message: message, PluginProblem.last_at: at,
-                 PluginProblem.process: this_process(),
-                 PluginProblem.count: PluginProblem.count + count})
+                 PluginProblem.process: process, PluginProblem.count: PluginProblem.count + count})
              .execute())
         except Exception as exc:  # the log line above this one is then the only record
             log.warning("could not record plugin %s's failure (%s)", plugin, type(exc).__name__)
 
 
 def recent() -> list[PluginProblem]:
-    """Every recorded problem, the latest first (none before `topup migrate` made the table)."""
-    if not database.table_exists(PluginProblem._meta.table_name):
-        return []
+    """Every recorded problem, the latest first."""
     return list(PluginProblem.select().order_by(PluginProblem.last_at.desc()))
 
 

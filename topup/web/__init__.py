@@ -141,6 +141,11 @@ def writing_locale() -> str:
     return written_as(str(get_locale()), g.get("buyer_country"))
 
 
+def for_a_sender() -> bool:
+    """A provider's webhook: its errors are JSON for a program, not pages."""
+    return request.path.startswith("/webhooks/")
+
+
 def render_for_htmx(partial: str, page: str, status: int = 200, **context):
     """One template, two uses: htmx gets the partial, everyone else the page that includes it."""
     return make_response(render_template(partial if request.htmx else page, **context), status,
@@ -249,14 +254,14 @@ def init_app(app) -> None:
         log.error("database unavailable for %s %s: %s: %s", request.method, request.path,
                   type(error).__name__, error)
         wait = {"Retry-After": str(DATABASE_RETRY_AFTER), "Cache-Control": "no-store"}
-        if request.path.startswith("/webhooks/"):
+        if for_a_sender():
             return {"error": "temporarily unavailable"}, 503, wait
         return render_template("errors/error.html", title=_("Temporarily unavailable"), message=_(
             "We can't reach our records right now. Please try again in a minute.")), 503, wait
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        if request.path.startswith("/webhooks/"):
+        if for_a_sender():
             return {"error": error.name}, error.code
         message = error.description
         if message == type(error).description:  # werkzeug's own English, not ours
