@@ -42,12 +42,14 @@ def test_a_username_checked_twice_asks_the_backend_once(client, lookups):
 
 
 def test_not_found_is_cached_briefly_and_errors_not_at_all(app, client, lookups, monkeypatch):
-    app.config["LOOKUP_NOT_FOUND_CACHE_SECONDS"] = 1
+    # 2 s: cachelib's in-memory cache counts whole seconds (int(time()) + ttl), so
+    # an entry lives ttl - 1 to ttl seconds; with 1 s, a slow first check could outlive it.
+    app.config["LOOKUP_NOT_FOUND_CACHE_SECONDS"] = 2
     assert "No such account" in check(client, "nobody_here").get_data(as_text=True)
     check(client, "nobody_here")
     assert lookups == ["nobody_here"]
     import time
-    time.sleep(1.1)
+    time.sleep(2.1)
     check(client, "nobody_here")
     assert lookups == ["nobody_here", "nobody_here"]
 

@@ -82,8 +82,9 @@ def test_a_poll_returns_its_connection_and_leaves_a_callers_open(app, client):
 def test_a_poll_the_lane_cannot_answer_goes_to_the_view(app, client, monkeypatch, handled):
     """A failing query is not the lane's to report: Flask's view and error page do."""
     order = place_order(client)
-    assert isinstance(app.wsgi_app, StatusPolls)
-    monkeypatch.setattr(app.wsgi_app, "shown_now", lambda public_id: 1 / 0)
+    polls = app.wsgi_app.wsgi_app  # inside topup.web.security's headers
+    assert isinstance(polls, StatusPolls)
+    monkeypatch.setattr(polls, "shown_now", lambda public_id: 1 / 0)
     handled.clear()  # placing the order went through Flask
     response = client.get(f"/orders/{order.public_id}/live?seen=awaiting_payment", headers=HX)
     assert response.status_code == 200 and 'id="live"' in response.get_data(as_text=True)

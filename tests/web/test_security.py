@@ -87,6 +87,9 @@ def test_every_html_response_sends_the_security_headers(pages):
         assert response.headers.get("Referrer-Policy") in ("same-origin", "no-referrer",
                                                            "strict-origin"), name
         assert response.headers.get("X-Frame-Options") == "DENY", name
+        for header in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options",
+                       "Referrer-Policy", "Permissions-Policy"):
+            assert len(response.headers.getlist(header)) == 1, (name, header)
 
 
 def test_the_status_codes_of_those_pages_are_right(pages):

@@ -23,6 +23,7 @@ from topup.regions import country_from_accept_language
 from topup.web import compression
 from topup.web.app import add_vary
 from topup.web.assets import Assets
+from topup.web.security import SecurityHeaders
 
 log = logging.getLogger(__name__)
 # How long a buyer (or a provider's webhook) is asked to wait when the database
@@ -53,21 +54,6 @@ _BY_LOWER = {code.lower().replace("_", "-"): code for code in SUPPORTED_LOCALES}
 # "in" is Indonesian's old code, still sent by some Android browsers.
 _BY_LANGUAGE = {**{code.split("_")[0].lower(): code for code in SUPPORTED_LOCALES}, "in": "id"}
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-    "connect-src 'self'", "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
-    "object-src 'none'",
-])
-
-
-SECURITY_HEADERS = (
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "same-origin"),  # order URLs are secrets
-    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
-)
-HSTS = ("Strict-Transport-Security", "max-age=31536000")  # only over TLS
 VARY_ANY = ("Accept-Encoding",)
 VARY_PAGE = ("Accept-Encoding", "Accept-Language", "Cookie")
 
@@ -156,8 +142,8 @@ def init_app(app) -> None:
     from topup.web import admin, auth, limits, oidc, ops, orders, qr, shop, tokens, webhooks
     from topup.web.polls import StatusPolls
 
-    # Inside the proxy fix (limits.init_app), so it sees the buyer's scheme.
-    app.wsgi_app = StatusPolls(app.wsgi_app, orders.shown_now, SECURITY_HEADERS, HSTS)
+    # Inside the proxy fix (limits.init_app), so both see the buyer's scheme.
+    app.wsgi_app = SecurityHeaders(StatusPolls(app.wsgi_app, orders.shown_now))
     limits.init_app(app)
     app.session_interface = tokens.SessionCookies()
 
@@ -210,21 +196,15 @@ def init_app(app) -> None:
     def finish_response(response):
         """What every answer gets, in one pass over its headers (each hook and
         each `response.vary` edit re-parses them): the switcher's language
-        cookie, Vary, compression, and SECURITY_HEADERS unless the view set its own."""
+        cookie, Vary and compression. (The security headers come after, in
+        topup.web.security.)"""
         chosen = supported_locale(request.args.get("lang"))
         if chosen and chosen != request.cookies.get(LANGUAGE_COOKIE):
             response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_AGE,
                                 samesite="Lax", httponly=True, secure=request.is_secure)
         compression.compress_response(response)
-        headers = response.headers
-        present = {name.lower(): value for name, value in headers.items()}
         # Pages are in the buyer's language (Accept-Language, the lang cookie).
-        add_vary(headers, *(VARY_PAGE if response.mimetype == "text/html" else VARY_ANY))
-        for name, value in SECURITY_HEADERS:
-            if name.lower() not in present:
-                headers.add(name, value)
-        if request.is_secure and "strict-transport-security" not in present:
-            headers.add(*HSTS)
+        add_vary(response.headers, *(VARY_PAGE if response.mimetype == "text/html" else VARY_ANY))
         return response
 
     @app.errorhandler(CSRFError)

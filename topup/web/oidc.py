@@ -29,6 +29,7 @@ from joserfc.errors import JoseError
 
 from topup.config import resolve_secrets
 from topup.web.auth import is_operator, limit_sign_in, safe_next, start_session
+from topup.web.security import CONTENT_SECURITY_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +311,6 @@ def _let_sign_in_forms_reach_providers(response):
     providers = current_app.extensions["topup.oidc_providers"]
     if request.endpoint not in ("auth.sign_in", "account.sign_in") or not providers:
         return response
-    from topup.web import CONTENT_SECURITY_POLICY
-
     origins = sorted(set().union(*(provider.origins() for provider in providers.values())))
     policy = response.headers.get("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers["Content-Security-Policy"] = policy.replace(

@@ -20,13 +20,10 @@ SEEN = re.compile(r"(?:^|&)seen=([a-z_]{1,32})(?:&|$)")
 
 
 class StatusPolls:
-    def __init__(self, wsgi_app, shown_now, headers, hsts):
+    def __init__(self, wsgi_app, shown_now):
         """shown_now(public_id): what the order's status block would show now,
-        or None; headers: those every answer carries (the security headers);
-        hsts: the header added when served over TLS."""
+        or None. (The security headers are added around it: topup.web.security.)"""
         self.wsgi_app, self.shown_now = wsgi_app, shown_now
-        self.headers = (("Cache-Control", "no-store"), ("Vary", "HX-Request"), *headers)
-        self.tls_headers = (*self.headers, hsts)
 
     def __call__(self, environ, start_response):
         path = PATH.fullmatch(environ.get("PATH_INFO", ""))
@@ -34,9 +31,8 @@ class StatusPolls:
                 and environ.get("REQUEST_METHOD") == "GET"):
             seen = SEEN.search(environ.get("QUERY_STRING", ""))
             if seen and self._still(path.group(1), seen.group(1)):
-                secure = environ.get("wsgi.url_scheme") == "https"
-                start_response("204 No Content",  # a list of its own: servers may add to it
-                               list(self.tls_headers if secure else self.headers))
+                start_response("204 No Content", [("Cache-Control", "no-store"),
+                                                  ("Vary", "HX-Request")])
                 return []
         return self.wsgi_app(environ, start_response)
 
