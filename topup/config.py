@@ -70,6 +70,7 @@ class Defaults:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    WTF_CSRF_CHECK_DEFAULT = False  # topup.web's check_csrf calls Flask-WTF's check, method first
     MAX_CONTENT_LENGTH = 64 * 1024
     BABEL_DEFAULT_LOCALE = "en"
 

@@ -309,7 +309,7 @@ def _let_sign_in_forms_reach_providers(response):
     """Browsers apply CSP form-action to the redirect that follows a form post:
     the pages with sign-in forms must also allow the providers' origins."""
     providers = current_app.extensions["topup.oidc_providers"]
-    if request.endpoint not in ("auth.sign_in", "account.sign_in") or not providers:
+    if not providers or request.endpoint not in ("auth.sign_in", "account.sign_in"):
         return response
     origins = sorted(set().union(*(provider.origins() for provider in providers.values())))
     policy = response.headers.get("Content-Security-Policy", CONTENT_SECURITY_POLICY)
