@@ -6,6 +6,8 @@ every request paid for nothing (measured with bench/throughput).
   look at its code flags answers.
 - werkzeug's MultiDict.get builds a BadRequestKeyError for every key that is
   absent, and the product page's partials ask for seven keys that mostly are.
+- werkzeug finds the Cookie header, read on every request (the session), by
+  walking every key of the WSGI environ; the environ holds it under one key.
 
 And add_vary: `response.vary.add` parses the header into a set and writes it
 back on every call.
@@ -18,6 +20,8 @@ from types import FunctionType, MethodType
 from flask import Flask
 from htmx_flask.requests import HtmxAwareRequest
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.sansio.http import parse_cookie
+from werkzeug.utils import cached_property
 
 
 class Parameters(ImmutableMultiDict):
@@ -33,6 +37,12 @@ class Request(HtmxAwareRequest):
     """htmx-flask's request (request.htmx), as its Htmx extension would set."""
 
     parameter_storage_class = Parameters
+
+    @cached_property
+    def cookies(self):
+        """werkzeug's, from the environ's one HTTP_COOKIE (what its headers
+        view would find there after looking at every key)."""
+        return parse_cookie(self.environ.get("HTTP_COOKIE", ""), cls=self.dict_storage_class)
 
 
 class App(Flask):
