@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 import hashlib
 
 from flask import session
+from flask.json.tag import TaggedJSONSerializer
+from markupsafe import Markup
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionInterface
 from flask_wtf.csrf import ValidationError, generate_csrf, validate_csrf
 from itsdangerous import BadSignature, Signer, TimestampSigner, URLSafeTimedSerializer
@@ -13,7 +15,7 @@ import pytest
 from werkzeug.wrappers import Response
 
 from topup.web.tokens import (CSRF_SALT, CompactSerializer, KeyOnceTimestampSigner,
-                              SessionCookies, _KeyOnce, csrf_token)
+                              SessionCookies, SessionJSON, _KeyOnce, csrf_token)
 from topup.web.app import add_vary
 
 NOW = 1_760_000_000
@@ -78,6 +80,19 @@ def test_session_cookies_are_byte_for_byte_flask_s(app, frozen):
     stock = stock_session_serializer(app).dumps(data)
     assert not stock.startswith(".")  # uncompressed, so both must be equal
     assert our_session_serializer(app).dumps(data) == stock
+
+
+@pytest.mark.parametrize("data", [
+    {}, {"csrf_token": "c" * 40}, {"b": 1, "a": 2.5, "c": None, "d": True, "é": "ü\u2028"},
+    {" t": "x"}, {" t": "x", "y": 1},  # a lone key that names a tag must be tagged
+    {"x": (1, 2)}, {"x": Markup("<b>")}, {"x": {" m": "y"}}, {"x": [b"bytes"]},
+    {"x": datetime(2026, 1, 2, tzinfo=timezone.utc)},
+])
+def test_session_json_is_flask_s_tagged_json_to_the_byte(app, data):
+    with app.app_context():
+        ours = SessionJSON().dumps(data)
+        assert ours == TaggedJSONSerializer().dumps(data)
+        assert SessionJSON().loads(ours) == data
 
 
 def test_csrf_tokens_are_byte_for_byte_flask_wtf_s(app, frozen):
