@@ -63,7 +63,7 @@ def add_vary(headers, *names: str) -> None:
     if not present:
         headers["Vary"] = ", ".join(names)
         return
-    have = {name.strip().lower() for name in present.split(",")}
+    have = set(present.lower().replace(" ", "").replace("\t", "").split(","))  # names have no blanks
     missing = [name for name in names if name.lower() not in have]
     if missing:
         headers["Vary"] = ", ".join((present, *missing))

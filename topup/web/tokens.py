@@ -13,6 +13,7 @@ signature, and under waitress's threads that cost more than it saved, A/B.)
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 
@@ -21,6 +22,7 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, want_bytes
+from itsdangerous.signer import HMACAlgorithm
 
 from topup.web.app import add_vary
 
@@ -29,11 +31,24 @@ CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
 
 class _KeyOnce:
     """Derives the signing key once per secret key (itsdangerous derives it on
-    every sign and verify). Salt, derivation and digest are fixed per signer."""
+    every sign and verify), and signs with an HMAC keyed once (hmac.new pads
+    and hashes the key again for every signature). Salt, derivation and
+    digest are fixed per signer."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._derived: dict[bytes, bytes] = {}
+        self._keyed = None  # (derived key, its HMAC before any message)
+
+    def get_signature(self, value) -> bytes:
+        if type(self.algorithm) is not HMACAlgorithm:
+            return super().get_signature(value)
+        key = self.derive_key()  # the current secret's: one per signer
+        if self._keyed is None or self._keyed[0] != key:
+            self._keyed = (key, hmac.new(key, digestmod=self.algorithm.digest_method))
+        mac = self._keyed[1].copy()
+        mac.update(want_bytes(value))
+        return base64_encode(mac.digest())
 
     def derive_key(self, secret_key=None) -> bytes:
         key = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
@@ -108,7 +123,8 @@ class SessionCookies(SecureCookieSessionInterface):
         return built[1]
 
     def save_session(self, app, session, response) -> None:
-        """Flask 3.1's, step for step, but Vary: Cookie added by add_vary."""
+        """Flask 3.1's, step for step and header for header, but Vary: Cookie
+        added once (Flask adds it again after the cookie), by add_vary."""
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
@@ -116,27 +132,24 @@ class SessionCookies(SecureCookieSessionInterface):
         partitioned = self.get_cookie_partitioned(app)
         samesite = self.get_cookie_samesite(app)
         httponly = self.get_cookie_httponly(app)
-
         if session.accessed:
             add_vary(response.headers, "Cookie")
 
         if not session:  # emptied: remove the cookie; empty: set none
-            if session.modified:
-                response.delete_cookie(name, domain=domain, path=path, secure=secure,
-                                       partitioned=partitioned, samesite=samesite,
-                                       httponly=httponly)
-                add_vary(response.headers, "Cookie")
+            if not session.modified:
+                return
+            response.delete_cookie(name, domain=domain, path=path, secure=secure,
+                                   partitioned=partitioned, samesite=samesite, httponly=httponly)
+        elif self.should_set_cookie(app, session):
+            expires = self.get_expiration_time(app, session)
+            val = self.get_signing_serializer(app).dumps(dict(session))
+            response.set_cookie(name, val, expires=expires, httponly=httponly, domain=domain,
+                                path=path, secure=secure, partitioned=partitioned,
+                                samesite=samesite)
+        else:
             return
-
-        if not self.should_set_cookie(app, session):
-            return
-
-        expires = self.get_expiration_time(app, session)
-        val = self.get_signing_serializer(app).dumps(dict(session))
-        response.set_cookie(name, val, expires=expires, httponly=httponly, domain=domain,
-                            path=path, secure=secure, partitioned=partitioned,
-                            samesite=samesite)
-        add_vary(response.headers, "Cookie")
+        if not session.accessed:  # else said above
+            add_vary(response.headers, "Cookie")
 
 
 def csrf_token() -> str:
