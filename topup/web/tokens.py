@@ -155,14 +155,18 @@ class SessionCookies(SecureCookieSessionInterface):
 def csrf_token() -> str:
     """Flask-WTF's generate_csrf (same session key, salt and format, one token
     per request), signed by a CompactSerializer."""
-    field = current_app.config["WTF_CSRF_FIELD_NAME"]
-    if field not in g:
-        if field not in session:
-            session[field] = hashlib.sha1(os.urandom(64)).hexdigest()
-        secret = current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
-        built = current_app.extensions.get("topup.csrf_serializer")
+    app = current_app._get_current_object()  # each proxy access looks up the context
+    field = app.config["WTF_CSRF_FIELD_NAME"]
+    token = g.get(field)
+    if token is None:
+        values = session._get_current_object()
+        if field not in values:
+            values[field] = hashlib.sha1(os.urandom(64)).hexdigest()
+        secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+        built = app.extensions.get("topup.csrf_serializer")
         if built is None or built[0] != secret:
-            built = (secret, CompactSerializer(secret, salt=CSRF_SALT))
-            current_app.extensions["topup.csrf_serializer"] = built
-        setattr(g, field, built[1].dumps(session[field]))
-    return g.get(field)
+            built = app.extensions["topup.csrf_serializer"] = (
+                secret, CompactSerializer(secret, salt=CSRF_SALT))
+        token = built[1].dumps(values[field])
+        setattr(g, field, token)
+    return token
