@@ -115,9 +115,11 @@ def test_htmx_compressed_is_small(client):
 @pytest.mark.parametrize("header, chosen", [
     (None, None), ("", None), ("deflate", None), ("BR", "br"), ("gzip;q=0.5, br;q=1", "br"),
     ("br;q=0.0, gzip;q=0", None), ("*", None),
+    ("identity, " * 30 + "gzip, br;q=0", "gzip"),  # long: past the cache, read whole
 ])
 def test_encoding_negotiation(header, chosen):
     assert preferred(header) == chosen
+    assert preferred(header) == chosen  # and again, from the cache
 
 
 def test_vary_is_one_header_naming_each_dependency_once(client):

@@ -100,7 +100,7 @@ def select_locale() -> Locale:
         return _PARSED["en"]
     return _PARSED[supported_locale(request.args.get("lang"))
                    or supported_locale(request.cookies.get(LANGUAGE_COOKIE))
-                   or read_accept_language(request.headers.get("Accept-Language", ""))[0]
+                   or read_accept_language(request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[0]
                    or "en"]
 
 

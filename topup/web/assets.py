@@ -45,7 +45,7 @@ class Assets:
         if self.digests.get(name) != match["digest"]:
             abort(404)
         mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        encoding = (compression.preferred(request.headers.get("Accept-Encoding"))
+        encoding = (compression.preferred(request.environ.get("HTTP_ACCEPT_ENCODING"))
                     if mimetype in compression.COMPRESSIBLE else None)
         response = Response(self._body(name, encoding), mimetype=mimetype)
         if encoding:

@@ -6,6 +6,7 @@ the landing page, the one every visit starts with, is compressed once
 in memory (see topup.web.assets)."""
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 import zlib
@@ -20,15 +21,25 @@ DYNAMIC = {"br": 4, "gzip": 6}
 STATIC = {"br": 11, "gzip": 9}
 
 
-def accepted(accept_encoding: str | None) -> set[str]:
-    """The encodings an Accept-Encoding header accepts (q > 0), lower-cased."""
+def accepted(accept_encoding: str | None) -> frozenset[str]:
+    """The encodings an Accept-Encoding header accepts (q > 0), lower-cased.
+    A browser's header is read once (browsers send a handful), as
+    topup.web.read_accept_language is; a long one, every time, uncached."""
+    accept_encoding = accept_encoding or ""
+    return (_accepted_cached if len(accept_encoding) <= 200 else _accepted)(accept_encoding)
+
+
+def _accepted(accept_encoding: str) -> frozenset[str]:
     names = set()
-    for item in (accept_encoding or "").split(","):
+    for item in accept_encoding.split(","):
         name, _, params = item.strip().partition(";")
         if params.strip().replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
             continue
         names.add(name.strip().lower())
-    return names
+    return frozenset(names)
+
+
+_accepted_cached = functools.lru_cache(maxsize=256)(_accepted)
 
 
 def preferred(accept_encoding: str | None) -> str | None:

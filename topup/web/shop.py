@@ -82,7 +82,7 @@ def _country(value: str | None) -> str:
     them (topup.web.writing_locale)."""
     value = (value or "").upper()
     country = (value if value in COUNTRIES
-               else read_accept_language(request.headers.get("Accept-Language", ""))[1])
+               else read_accept_language(request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[1])
     g.buyer_country = country
     return country
 
@@ -251,7 +251,7 @@ def _landing(product: Product, values: dict) -> tuple[bytes, str | None]:
         if ttl > 0:
             cache[key] = hit
     # Uncached, the usual compression after the view is as cheap.
-    gzip = ttl > 0 and "gzip" in compression.accepted(request.headers.get("Accept-Encoding"))
+    gzip = ttl > 0 and "gzip" in compression.accepted(request.environ.get("HTTP_ACCEPT_ENCODING"))
     return hit[1].body(gzip), "gzip" if gzip else None
 
 
