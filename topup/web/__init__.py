@@ -60,7 +60,9 @@ VARY_PAGE = ("Accept-Encoding", "Accept-Language", "Cookie")
 
 def supported_locale(value: str | None) -> str | None:
     """One of SUPPORTED_LOCALES for a lang value ("pt-br", "pt_BR", "ID"), else None."""
-    return _BY_LOWER.get(str(value or "").strip().lower().replace("_", "-")[:20])
+    if not value:  # the usual request: no ?lang=, no cookie
+        return None
+    return _BY_LOWER.get(str(value).strip().lower().replace("_", "-")[:20])
 
 
 def browser_locale(accept_languages) -> str | None:
@@ -98,9 +100,10 @@ def select_locale() -> Locale:
     as receipts do with force_locale(order.locale)."""
     if not has_request_context():
         return _PARSED["en"]
-    return _PARSED[supported_locale(request.args.get("lang"))
-                   or supported_locale(request.cookies.get(LANGUAGE_COOKIE))
-                   or read_accept_language(request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[0]
+    asked = request._get_current_object()  # one context lookup, not three
+    return _PARSED[supported_locale(asked.args.get("lang"))
+                   or supported_locale(asked.cookies.get(LANGUAGE_COOKIE))
+                   or read_accept_language(asked.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[0]
                    or "en"]
 
 
