@@ -8,6 +8,8 @@ every request paid for nothing (measured with bench/throughput).
   absent, and the product page's partials ask for seven keys that mostly are.
 - werkzeug finds the Cookie header, read on every request (the session), by
   walking every key of the WSGI environ; the environ holds it under one key.
+- Jinja gives each template its globals as a ChainMap over the environment's,
+  which every render copies key by key in Python (a KeyError per global).
 
 And add_vary: `response.vary.add` parses the header into a set and writes it
 back on every call.
@@ -18,6 +20,7 @@ from inspect import CO_COROUTINE
 from types import FunctionType, MethodType
 
 from flask import Flask
+from flask.templating import Environment as FlaskEnvironment
 from htmx_flask.requests import HtmxAwareRequest
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.sansio.http import parse_cookie
@@ -45,8 +48,17 @@ class Request(HtmxAwareRequest):
         return parse_cookie(self.environ.get("HTTP_COOKIE", ""), cls=self.dict_storage_class)
 
 
+class Environment(FlaskEnvironment):
+    def make_globals(self, d):
+        """A template's globals as one dict, made when it is loaded: the
+        environment's, under its own. (Jinja asks that globals not change
+        once templates load; ours are all set as the app is made.)"""
+        return {**self.globals, **(d or {})}
+
+
 class App(Flask):
     request_class = Request
+    jinja_environment = Environment
 
     def ensure_sync(self, func):
         plain = func.__func__ if type(func) is MethodType else func
