@@ -44,6 +44,7 @@ test-postgres:
 
 # Numbers, not tests: wrk on loopback (apt-get install -y wrk).
 bench: install
+	$(BIN)/python bench/calls
 	$(BIN)/python bench/throughput
 
 # After changing buyer-facing text: extract, merge into every catalogue, compile (docs/translating.md).
