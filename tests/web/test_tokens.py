@@ -7,10 +7,10 @@ import hashlib
 
 from flask import session
 from flask.json.tag import TaggedJSONSerializer
-from markupsafe import Markup
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionInterface
 from flask_wtf.csrf import ValidationError, generate_csrf, validate_csrf
 from itsdangerous import BadSignature, Signer, TimestampSigner, URLSafeTimedSerializer
+from markupsafe import Markup
 import pytest
 from werkzeug.wrappers import Response
 
