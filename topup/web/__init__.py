@@ -188,7 +188,7 @@ def init_app(app) -> None:
     @app.before_request
     def check_csrf():
         """Flask-WTF's check, asking the method first: its own hook looked up
-        the view's exemptions on every request, GETs included (4% of a hello's
+        the view's exemptions on every request, GETs included (5% of a hello's
         Python calls). Its exemptions and settings apply as before."""
         config = app.config
         if request.method in config["WTF_CSRF_METHODS"] and config["WTF_CSRF_ENABLED"]:

@@ -1,5 +1,6 @@
-"""The Flask and request classes topup runs on: Flask's, minus two costs that
-every request paid for nothing (measured with bench/throughput).
+"""The Flask, request and Jinja classes topup runs on: Flask's, minus costs
+that every request paid for nothing (measured with bench/throughput and
+bench/calls).
 
 - Flask asks `inspect` whether each hook and view is a coroutine function,
   about a dozen times per request here; for a plain function or method one

@@ -38,15 +38,14 @@ class _KeyOnce:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._derived: dict[bytes, bytes] = {}
-        self._keyed = None  # (derived key, its HMAC before any message)
+        self._keyed = None  # the current key's HMAC before any message: one per signer
 
     def get_signature(self, value) -> bytes:
         if type(self.algorithm) is not HMACAlgorithm:
             return super().get_signature(value)
-        key = self.derive_key()  # the current secret's: one per signer
-        if self._keyed is None or self._keyed[0] != key:
-            self._keyed = (key, hmac.new(key, digestmod=self.algorithm.digest_method))
-        mac = self._keyed[1].copy()
+        if self._keyed is None:  # two threads may both make it: the same HMAC
+            self._keyed = hmac.new(self.derive_key(), digestmod=self.algorithm.digest_method)
+        mac = self._keyed.copy()
         mac.update(want_bytes(value))
         return base64_encode(mac.digest())
 
