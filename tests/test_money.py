@@ -25,6 +25,8 @@ def test_money_is_an_immutable_value():
 @pytest.mark.parametrize("currency, expected", [
     ("USD", 2), ("IDR", 2), ("BRL", 2), ("PHP", 2), ("THB", 2), ("INR", 2), ("MXN", 2),
     ("VND", 0), ("JPY", 0), ("KWD", 3),
+    # ISO 4217, not locale data: CLDR 48 gives these 0 digits
+    ("HUF", 2), ("COP", 2), ("IQD", 3), ("LAK", 2),
 ])
 def test_digits(currency, expected):
     assert digits(currency) == expected
@@ -94,6 +96,9 @@ def test_to_decimal(money, decimal):
     (Money(24000, "VND"), "en", "₫24,000"),
     (Money(24000, "VND"), "vi", "24.000\xa0₫"),
     (Money(5500, "PHP"), "en", "₱55.00"),
+    (Money(1500, "KWD"), "en", "KWD1.500"),
+    (Money(150, "HUF"), "en", "HUF1.50"),  # every ISO digit shows, whatever CLDR rounds to
+    (Money(1500, "IQD"), "en", "IQD1.500"),
 ])
 def test_format(money, locale, text):
     assert money.format(locale) == text

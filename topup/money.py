@@ -1,8 +1,11 @@
 """Money as integer minor units plus an ISO 4217 code. Never float.
 
-Babel (CLDR) knows how many digits each currency has and how each locale
-writes it; this module is the only place that converts between minor units and
-the decimal amounts people read.
+How many minor units make a major one is ISO 4217's fixed exponent, kept here:
+stored amounts and payment providers' APIs mean it, so it must not move when
+locale data does (CLDR 48, in Babel 2.19, gives IDR 0 digits where ISO 4217 and
+Stripe say 2: Rp 15.000 stays 1500000). Babel (CLDR) says how each locale
+writes money and which currencies are paid without cents. This module is the
+only place that converts between minor units and the decimal amounts people read.
 """
 from __future__ import annotations
 
@@ -13,18 +16,28 @@ from decimal import Decimal
 
 from babel import Locale, localedata
 from babel.core import get_global
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency
+
+
+# ISO 4217 minor units of every active currency whose exponent is not 2.
+ISO_4217_EXPONENTS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+                     "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
 
 
 def digits(currency: str) -> int:
-    """Minor-unit digits of a currency (USD 2, VND 0, IDR 2)."""
-    return get_currency_precision(currency)
+    """Minor-unit digits of a currency, as ISO 4217 fixes them (USD 2, VND 0, IDR 2)."""
+    return ISO_4217_EXPONENTS.get(currency, 2)
 
 
 def _cash_digits(currency: str) -> int:
+    """Digits cash is paid in, per CLDR (IDR 0: no sen); never more than digits()."""
     fractions = get_global("currency_fractions")
     entry = fractions.get(currency) or fractions["DEFAULT"]
-    return entry[2]
+    return min(entry[2], digits(currency))
 
 
 @dataclass(frozen=True)  # no ordering: USD and IDR do not compare
@@ -61,14 +74,16 @@ class Money:
 
 @functools.lru_cache(maxsize=4096)
 def _formatted(amount: int, currency: str, locale: str) -> str:
-    """Babel's formatting is slow and a catalog shows the same prices all day: cached."""
-    value = Decimal(amount).scaleb(-digits(currency))
+    """Babel's formatting is slow and a catalog shows the same prices all day: cached.
+    The locale's pattern is given this module's digits, not CLDR's, so every minor
+    unit shows (Rp15.000,50 is not rounded to Rp15.001)."""
+    places = digits(currency)
+    value = Decimal(amount).scaleb(-places)
     if value == value.to_integral_value() and _cash_digits(currency) == 0:
-        standard = Locale.parse(locale).currency_formats["standard"].pattern
-        whole = re.sub(r"\.[0#]+", "", standard)
-        return format_currency(value, currency, format=whole, locale=locale,
-                               currency_digits=False)
-    return format_currency(value, currency, locale=locale)
+        places = 0
+    standard = Locale.parse(locale).currency_formats["standard"].pattern
+    pattern = re.sub(r"\.[0#]+", "." + "0" * places if places else "", standard)
+    return format_currency(value, currency, format=pattern, locale=locale, currency_digits=False)
 
 
 @functools.lru_cache(maxsize=1024)

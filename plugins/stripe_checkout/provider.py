@@ -22,7 +22,7 @@ TOLERANCE_SECONDS = 300
 # VND is in Stripe's zero-decimal list; the others are two-decimal in the API.
 # IDR is two-decimal in Stripe as in ISO 4217 (Rp 15.000 is 1500000).
 # Only currencies checked against Stripe's list are here. A currency is offered
-# only when this matches Babel's digits (what Money uses), so an order's minor
+# only when this matches topup.money.digits (ISO 4217), so an order's minor
 # units are sent unchanged. Stripe's "special cases" (ISK, HUF, TWD: two-decimal
 # in the API but charged in whole units only; UGX: zero-decimal in Stripe) are
 # left out on purpose: their amounts cannot be passed through exactly.
