@@ -6,19 +6,26 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres install install-test browser bench i18n clean
+.PHONY: run test test-sqlite test-postgres install install-test upgrade browser bench i18n clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The versions in constraints.txt, the ones the tests passed with.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]' -e plugins/examples/topup-spei
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]' -e plugins/examples/topup-spei
 	npm ci --silent --no-audit --no-fund --prefix tests/oidc  # the OpenID provider the tests sign in at
 	npm ci --silent --no-audit --no-fund --prefix tests/e2e  # axe-core and the Nu HTML Checker (vnu.jar)
+
+# The newest releases within pyproject.toml's ranges, written to constraints.txt.
+upgrade: $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]' -e plugins/examples/topup-spei
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 run: install
 	$(BIN)/topup init --demo
