@@ -4,6 +4,12 @@ headers must stay what Flask, Flask-WTF and itsdangerous make, so each is
 checked against theirs."""
 from datetime import datetime, timezone
 import hashlib
+import itertools
+import re
+import struct
+import subprocess
+import sys
+import threading
 
 from flask import session
 from flask.json.tag import TaggedJSONSerializer
@@ -14,8 +20,9 @@ from markupsafe import Markup
 import pytest
 from werkzeug.wrappers import Response
 
-from topup.web.tokens import (CSRF_SALT, CompactSerializer, KeyOnceTimestampSigner,
-                              SessionCookies, SessionJSON, _KeyOnce, csrf_token)
+from topup.web import tokens
+from topup.web.tokens import (CSRF_SALT, CompactSerializer, KeyOnceTimestampSigner, RandomPool,
+                              SessionCookies, SessionJSON, _KeyOnce, csrf_token, token_urlsafe)
 from topup.web.app import add_vary
 
 NOW = 1_760_000_000
@@ -117,6 +124,72 @@ def test_each_side_opens_what_the_other_signed(app):
     other = URLSafeTimedSerializer("another key", salt=CSRF_SALT).dumps("d" * 40)
     with pytest.raises(BadSignature):
         ours.loads(other)
+
+
+def test_the_random_pool_hands_out_each_kernel_byte_once(monkeypatch):
+    fetched = []
+
+    def urandom(count):  # numbered bytes, so a reused or skipped one shows
+        start = sum(map(len, fetched))
+        fetched.append(bytes((start + i) % 256 for i in range(count)))
+        return fetched[-1]
+
+    monkeypatch.setattr(tokens.os, "urandom", urandom)
+    pool = RandomPool()
+    taken = [pool.take(count) for count in (20, 24, 4000, 60, 5000, 1)]
+    assert [len(part) for part in taken] == [20, 24, 4000, 60, 5000, 1]
+    # 20 + 24 + 4000 fit the first 4 KB; 60 does not: a new 4 KB; 5000 is fetched whole.
+    assert [len(part) for part in fetched] == [4096, 4096, 5000, 4096]
+    assert taken[:3] == [fetched[0][:20], fetched[0][20:44], fetched[0][44:4044]]
+    assert taken[3:] == [fetched[1][:60], fetched[2], fetched[3][:1]]
+
+
+def test_threads_taking_at_once_never_get_the_same_bytes(monkeypatch):
+    counter, guard = itertools.count(), threading.Lock()
+
+    def urandom(count):  # 4-byte words that are each different
+        with guard:
+            return b"".join(struct.pack("<I", next(counter)) for _ in range(count // 4))
+
+    monkeypatch.setattr(tokens.os, "urandom", urandom)
+    pool, taken = RandomPool(), []
+
+    def take():
+        taken.extend(pool.take(24) for _ in range(2000))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    words = [word for part in taken for word in struct.iter_unpack("<I", part)]
+    assert len(words) == 8 * 2000 * 6 == len(set(words))
+
+
+def test_a_forked_child_never_takes_its_parent_s_pooled_bytes():
+    script = """
+import os
+from topup.web.tokens import random_bytes
+random_bytes(1)  # the pool is filled before the fork
+reader, writer = os.pipe()
+if os.fork() == 0:
+    os.write(writer, random_bytes(32))
+    os._exit(0)
+os.wait()
+child = os.read(reader, 32)
+print(child != random_bytes(32) and len(child) == 32)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "True"
+
+
+def test_tokens_keep_the_shape_of_secrets_and_flask_wtf(app):
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", token_urlsafe(24))
+    assert len({token_urlsafe(24) for _ in range(1000)}) == 1000
+    with app.test_request_context("/"):
+        csrf_token()
+        assert re.fullmatch(r"[0-9a-f]{40}", session["csrf_token"])  # as Flask-WTF's sha1 hex
 
 
 def test_our_csrf_token_is_one_flask_wtf_accepts(app):

@@ -7,7 +7,6 @@ custom amount and a promo code). Prices come from topup.pricing.
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
@@ -22,7 +21,7 @@ from topup.regions import COUNTRIES
 from topup.web import compression, read_accept_language, render_for_htmx
 from topup.web.app import add_vary
 from topup.web.limits import limit_lookups, limit_orders
-from topup.web.tokens import csrf_token
+from topup.web.tokens import csrf_token, token_urlsafe
 
 bp = Blueprint("shop", __name__)
 
@@ -191,7 +190,7 @@ def _page_context(product: Product, values: dict, errors: dict | None = None, ac
                if values.get("package") or values.get("promo") else None)
     return {"product": product, "kind": KINDS[product.account_kind], "countries": COUNTRIES.values(),
             "country": country, "values": values, "errors": errors or {}, "account": account,
-            "idempotency_key": secrets.token_urlsafe(24), "summary": summary, **options}
+            "idempotency_key": token_urlsafe(24), "summary": summary, **options}
 
 
 def _product_page(product: Product, values: dict, *, account=None, errors=None, status=200):
@@ -225,7 +224,7 @@ class Landing:
 
     def body(self, gzip: bool) -> bytes:
         """For this visitor: their CSRF token and a fresh idempotency key."""
-        values = (csrf_token().encode(), secrets.token_urlsafe(24).encode())
+        values = (csrf_token().encode(), token_urlsafe(24).encode())
         if gzip:
             if self.gzipped is None:  # two threads may both build it: the same bytes
                 self.gzipped = compression.GzipAround(self.parts)

@@ -8,14 +8,16 @@ re-parses the headers for Vary: Cookie, and tags every value of the session
 same bytes: Flask-WTF validates our tokens and we read theirs (and Flask's
 cookies).
 (Not hmac.digest: one C call, but it lets go of the GIL for every tiny
-signature, and under waitress's threads that cost more than it saved, A/B.)
+signature, and under waitress's threads that cost more than it saved, A/B.
+os.urandom lets go of it too, so the random bytes of tokens come from a pool.)
 """
 from __future__ import annotations
 
-import hashlib
+import base64
 import hmac
 import json
 import os
+import threading
 
 from flask import current_app, g, session
 from flask.json.tag import TaggedJSONSerializer
@@ -27,6 +29,41 @@ from itsdangerous.signer import HMACAlgorithm
 from topup.web.app import add_vary
 
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
+
+
+class RandomPool:
+    """The kernel's random bytes (os.urandom), fetched 4 KB at a time and each
+    handed out once. os.urandom lets go of the GIL for its system call, and a
+    first visit asked it twice (CSRF secret, idempotency key): under
+    waitress's threads, getting the GIL back cost more than the bytes. Each
+    thread has a pool of its own (one shared behind a lock kept threads
+    waiting for it); a forked child starts with none of its parent's."""
+
+    SIZE = 4096
+
+    def __init__(self):
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._local = threading.local()
+
+    def take(self, count: int) -> bytes:
+        local = self._local
+        pool, used = getattr(local, "pool", b""), getattr(local, "used", 0)
+        if used + count > len(pool):
+            pool = local.pool = os.urandom(max(self.SIZE, count))
+            used = 0
+        local.used = used + count
+        return pool[used:used + count]
+
+
+random_bytes = RandomPool().take
+
+
+def token_urlsafe(count: int) -> str:
+    """secrets.token_urlsafe(count), from the pool."""
+    return base64.urlsafe_b64encode(random_bytes(count)).rstrip(b"=").decode("ascii")
 
 
 class _KeyOnce:
@@ -160,7 +197,7 @@ def csrf_token() -> str:
     if token is None:
         values = session._get_current_object()
         if field not in values:
-            values[field] = hashlib.sha1(os.urandom(64)).hexdigest()
+            values[field] = random_bytes(20).hex()  # Flask-WTF's form: 40 hex digits
         secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
         built = app.extensions.get("topup.csrf_serializer")
         if built is None or built[0] != secret:
