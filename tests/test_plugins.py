@@ -6,7 +6,7 @@ import pluggy
 import pytest
 
 from topup import create_app, hookspecs, orders
-from topup.models import Order
+from topup.models import Order, Payment
 from topup.plugins import DEFAULT_PLUGINS, get_plugin_manager
 
 from tests.conftest import buy, form_tokens, plugin_problems
@@ -99,6 +99,8 @@ def test_a_provider_that_fails_to_start_fails_the_order_and_asks_for_another_met
     assert "CurryPay is not working right now" in response.get_data(as_text=True)
     with curry_app.app_context():
         assert [o.status for o in Order.select()] == [orders.FAILED]
+        [payment] = Payment.select()
+        assert payment.status == "failed" and "CurryPay is down" in payment.error
     assert "CurryPay is down" in plugin_problems()["currypay"]
 
 
