@@ -7,6 +7,8 @@ import sys
 import waitress.server
 from flask import Flask
 
+from topup.processes import run_on_one_cpu
+
 app = Flask(__name__)
 
 
@@ -19,7 +21,10 @@ if __name__ == "__main__":
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as `topup serve` does
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--cpu", default=None, help="as `topup serve --cpu`")
     args = parser.parse_args()
+    if args.cpu != "all":  # as `topup serve` places itself
+        run_on_one_cpu(int(args.cpu) if args.cpu else None)
     server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
                                            ident="topup")
     print(f"serving on http://127.0.0.1:{server.effective_port}/", flush=True)

@@ -20,6 +20,7 @@ from topup.cli import display_url, main
 from topup.db import database, open_database
 from topup.models import Package, Price, Product
 from topup.plugins import get_plugin_manager
+from topup.processes import usable_cpus
 
 TOPUP = Path(sys.executable).parent / "topup"
 
@@ -218,6 +219,53 @@ def get(port: int, path: str):
         connection.close()
 
 
+def cpus_of(pid: int) -> set[frozenset]:
+    """The CPU sets its threads may run on (one set when all agree)."""
+    return {frozenset(os.sched_getaffinity(int(thread)))
+            for thread in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_serve_cpu_must_be_one_this_process_may_use_or_all(cli_env, monkeypatch):
+    monkeypatch.setenv("TOPUP_SECRET_KEY", "a-secret-from-the-environment")
+    beyond = str(max(usable_cpus()) + 1)
+    for choice in (beyond, "-1", "first", ""):
+        result = CliRunner().invoke(main, ["serve", "--port", "1", "--cpu", choice])
+        assert result.exit_code == 2, (choice, result.output)
+        assert "Invalid value for --cpu" in result.output
+        assert f"one of the CPUs this process may use: {usable_cpus()}" in result.output
+    result = CliRunner().invoke(main, ["serve", "--port", "1", "--cpu", "0", "--processes", "2"])
+    assert result.exit_code == 2
+    assert "--processes gives each process its own CPU" in result.output
+
+
+def test_run_on_one_cpu_places_every_thread_before_and_after(tmp_path):
+    """In a process of its own: pinning pytest itself would slow every later test."""
+    script = """
+import json, os, threading
+from topup.processes import current_cpu, run_on_one_cpu, usable_cpus
+usable = usable_cpus()
+gate = threading.Event()
+before = threading.Thread(target=gate.wait); before.start()
+where = current_cpu()
+chosen = run_on_one_cpu()
+after = threading.Thread(target=gate.wait); after.start()
+threads = {int(t): sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
+again = run_on_one_cpu(usable[-1])
+last = {int(t): sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
+gate.set()
+print(json.dumps({"where": where, "chosen": chosen, "threads": threads, "again": again,
+                  "last": last, "usable": usable}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["where"] in seen["usable"]
+    assert len(seen["threads"]) == 3  # main, and the threads started before and after
+    assert all(cpus == [seen["chosen"]] for cpus in seen["threads"].values()), seen
+    assert seen["again"] == seen["usable"][-1]
+    assert all(cpus == [seen["again"]] for cpus in seen["last"].values()), seen
+
+
 def test_the_console_script_inits_and_serves(cli_env, tmp_path):
     env = {**os.environ, **cli_env}
     init = subprocess.run([str(TOPUP), "init", "--demo"], env=env, cwd=tmp_path,
@@ -245,6 +293,10 @@ def test_the_console_script_inits_and_serves(cli_env, tmp_path):
             assert "Top up TikTok Coins" in page and "$0.94" in page
             assert "Content-Security-Policy" in headers
             assert headers.get("Server", "").startswith("topup")
+            # Every thread (waitress's, the delivery worker's) on one CPU of the usable ones.
+            placed = cpus_of(server.pid)
+            assert len(placed) == 1 and len(next(iter(placed))) == 1, placed
+            assert next(iter(placed)) <= set(usable_cpus())
         finally:
             server.terminate()
             server.wait(15)

@@ -141,6 +141,13 @@ def children_of(pid: int) -> list[int]:
                   for child in (task / "children").read_text().split())
 
 
+def cpu_of(pid: int) -> int | None:
+    """The one CPU all its threads may run on; None if they may run on more."""
+    allowed = set().union(*(os.sched_getaffinity(int(thread))
+                            for thread in os.listdir(f"/proc/{pid}/task")))
+    return allowed.pop() if len(allowed) == 1 else None
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
@@ -154,6 +161,10 @@ def test_serve_with_processes_shares_one_port_replaces_a_dead_process_and_stops_
         url = re.search(r"serving on (http://\S+?)/?$", line).group(1)
         first = children_of(server.pid)
         assert len(first) == 2
+        # Each process on a CPU of its own, all of its threads with it.
+        usable = sorted(os.sched_getaffinity(0))
+        placed = {pid: cpu_of(pid) for pid in first}
+        assert sorted(placed.values()) == sorted((usable * 2)[:2]), placed  # None: not one
 
         def pages(count: int) -> list[int]:  # each on a new connection: spread by the kernel
             return [urllib.request.urlopen(f"{url}/tiktok-coins", timeout=10).status
@@ -171,6 +182,8 @@ def test_serve_with_processes_shares_one_port_replaces_a_dead_process_and_stops_
         replaced = wait_for(lambda: len(children_of(server.pid)) == 2
                             and children_of(server.pid) != first and children_of(server.pid))
         assert first[1] in replaced and first[0] not in replaced
+        new = next(pid for pid in replaced if pid != first[1])
+        wait_for(lambda: cpu_of(new) == placed[first[0]])  # its slot's CPU, once it placed itself
         assert pages(5) == [200] * 5
 
         server.terminate()

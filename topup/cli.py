@@ -123,23 +123,33 @@ def migrate():
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Serving processes sharing the port (Linux SO_REUSEPORT), restarted if "
                    "one dies: Python runs on one core per process, so about one per core.")
+@click.option("--cpu", default=None, metavar="N|all",
+              help="The CPU this process keeps its threads on (default: the one it starts "
+                   "on; --processes gives each process its own). 'all' lets the kernel move "
+                   "them; see README, Scaling.")
 @click.option("--reuse-port", is_flag=True, hidden=True,
               help="Bind with SO_REUSEPORT (how --processes starts each of its processes).")
 @with_appcontext
-def serve(host, port, threads, workers, processes, reuse_port):
+def serve(host, port, threads, workers, processes, cpu, reuse_port):
     """Serve the shop with waitress (and, by default, its delivery worker)."""
     import waitress.server
 
+    from topup import processes as placing
     from topup.worker import Worker
 
+    if cpu not in (None, "all") and not (cpu.isdigit() and int(cpu) in placing.usable_cpus()):
+        raise click.BadParameter(f"{cpu!r}: expected 'all' or one of the CPUs this process may "
+                                 f"use: {placing.usable_cpus()}", param_hint="--cpu")
+    if cpu not in (None, "all") and processes > 1:
+        raise click.BadParameter("--processes gives each process its own CPU; 'all' is the "
+                                 "only other choice", param_hint="--cpu")
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if processes > 1:
-        from topup.processes import serve_processes
-
         argv = ["--host", host, "--threads", str(threads), "--workers" if workers else "--no-workers"]
-        return serve_processes(app, host, port, processes, argv)
+        return placing.serve_processes(app, host, port, processes, argv,
+                                       None if cpu == "all" else placing.usable_cpus())
     # waitress warns "Task queue depth is N" for each request that waits for a
     # free thread: under load, thousands of lines a second, written by the
     # server exactly when it is busiest (bench/soak counted 1,500 a second).
@@ -154,6 +164,8 @@ def serve(host, port, threads, workers, processes, reuse_port):
         follow_parent()
     else:
         where = {"host": host, "port": port}
+    if cpu != "all":  # before waitress starts its threads, which then stay there too
+        placing.run_on_one_cpu(int(cpu) if cpu else None)
     server = waitress.server.create_server(app, threads=threads, ident="topup",
                                            clear_untrusted_proxy_headers=not behind_proxy, **where)
     bound = server.effective_port  # --port 0: the one the system picked
