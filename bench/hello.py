@@ -7,7 +7,7 @@ import sys
 import waitress.server
 from flask import Flask
 
-from topup.processes import run_on_one_cpu
+from topup.processes import place
 
 app = Flask(__name__)
 
@@ -23,8 +23,7 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--cpu", default=None, help="as `topup serve --cpu`")
     args = parser.parse_args()
-    if args.cpu != "all":  # as `topup serve` places itself
-        run_on_one_cpu(int(args.cpu) if args.cpu else None)
+    place(args.cpu)  # as `topup serve` places itself
     server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
                                            ident="topup")
     print(f"serving on http://127.0.0.1:{server.effective_port}/", flush=True)

@@ -137,12 +137,14 @@ def serve(host, port, threads, workers, processes, cpu, reuse_port):
     from topup import processes as placing
     from topup.worker import Worker
 
-    if cpu not in (None, "all") and not (cpu.isdigit() and int(cpu) in placing.usable_cpus()):
-        raise click.BadParameter(f"{cpu!r}: expected 'all' or one of the CPUs this process may "
-                                 f"use: {placing.usable_cpus()}", param_hint="--cpu")
-    if cpu not in (None, "all") and processes > 1:
-        raise click.BadParameter("--processes gives each process its own CPU; 'all' is the "
-                                 "only other choice", param_hint="--cpu")
+    if cpu not in (None, "all"):
+        usable = placing.usable_cpus()
+        if not (cpu.isdigit() and int(cpu) in usable):
+            raise click.BadParameter(f"{cpu!r}: expected 'all' or one of the CPUs this process "
+                                     f"may use: {usable}", param_hint="--cpu")
+        if processes > 1:
+            raise click.BadParameter("--processes gives each process its own CPU; 'all' is the "
+                                     "only other choice", param_hint="--cpu")
     _require_ready()
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -164,8 +166,7 @@ def serve(host, port, threads, workers, processes, cpu, reuse_port):
         follow_parent()
     else:
         where = {"host": host, "port": port}
-    if cpu != "all":  # before waitress starts its threads, which then stay there too
-        placing.run_on_one_cpu(int(cpu) if cpu else None)
+    placing.place(cpu)  # before waitress starts its threads, which then stay there too
     server = waitress.server.create_server(app, threads=threads, ident="topup",
                                            clear_untrusted_proxy_headers=not behind_proxy, **where)
     bound = server.effective_port  # --port 0: the one the system picked

@@ -85,6 +85,14 @@ def run_on_one_cpu(cpu: int | None = None) -> int | None:
     return cpu
 
 
+def place(choice: str | None) -> int | None:
+    """Where `--cpu` says: "all" leaves the threads to the kernel, a number
+    keeps them on that CPU, None on the one this process is on now."""
+    if choice == "all":
+        return None
+    return run_on_one_cpu(int(choice) if choice else None)
+
+
 def follow_parent() -> None:
     """In a serving process: stop (SIGTERM) if the parent is gone, so a
     parent killed outright leaves no process serving on its own."""
