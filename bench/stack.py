@@ -1,0 +1,64 @@
+"""The floor under topup's pages, for bench/floor: bench/hello.py's bare
+Flask app with what every topup page needs added, one thing at a time, using
+the libraries topup uses and none of topup's code. Same waitress settings and
+placement as `topup serve`. Prints its URL, then serves.
+
+    python bench/stack.py --adds template|babel|csrf|token
+
+Each level has everything of the levels before it:
+  template  a one-line Jinja template (loaded once, as Flask keeps it)
+  babel     Flask-Babel, and the template's word translated (gettext)
+  csrf      Flask-WTF's CSRFProtect, whose check runs on every request
+  token     the template carries a CSRF token for a new visitor, as any page
+            with a form must: a session made and its cookie signed
+"""
+import argparse
+import logging
+
+import waitress.server
+from flask import Flask, render_template
+from jinja2 import DictLoader
+
+from topup.processes import place
+
+LEVELS = ("template", "babel", "csrf", "token")
+PAGE = '<p id="account">{{ word }}</p><input type="hidden" name="csrf_token" value="{{ token }}">'
+
+
+def make_app(adds: str) -> Flask:
+    level = LEVELS.index(adds)
+    app = Flask(__name__)
+    app.secret_key = "bench-only-" + "x" * 32
+    app.jinja_loader = DictLoader({"page.html": PAGE})
+    translate = str
+    if level >= LEVELS.index("babel"):
+        from flask_babel import Babel, gettext
+        Babel(app)
+        translate = gettext
+    if level >= LEVELS.index("csrf"):
+        from flask_wtf.csrf import CSRFProtect
+        CSRFProtect(app)
+    token = lambda: ""  # noqa: E731
+    if level >= LEVELS.index("token"):
+        from flask_wtf.csrf import generate_csrf as token
+
+    @app.get("/")
+    def page():
+        return render_template("page.html", word=translate("Maria"), token=token())
+
+    return app
+
+
+if __name__ == "__main__":
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as `topup serve` does
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--adds", choices=LEVELS, required=True)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--cpu", default=None, help="as `topup serve --cpu`")
+    args = parser.parse_args()
+    app = make_app(args.adds)
+    place(args.cpu)
+    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
+                                           ident="topup")
+    print(f"serving on http://127.0.0.1:{server.effective_port}/", flush=True)
+    server.run()
