@@ -8,7 +8,7 @@ placement as `topup serve`. Prints its URL, then serves.
 Each level has everything of the levels before it:
   template  a one-line Jinja template (loaded once, as Flask keeps it)
   babel     Flask-Babel, and the template's word translated (gettext)
-  csrf      Flask-WTF's CSRFProtect, whose check runs on every request
+  csrf      Flask-WTF's CSRFProtect, whose hook runs on every request (GETs pass)
   token     the template carries a CSRF token for a new visitor, as any page
             with a form must: a session made and its cookie signed
 """
