@@ -8,7 +8,9 @@ placement as `topup serve`. Prints its URL, then serves.
 Each level has everything of the levels before it:
   template  a one-line Jinja template (loaded once, as Flask keeps it)
   babel     Flask-Babel, and the template's word translated (gettext)
-  csrf      Flask-WTF's CSRFProtect, whose hook runs on every request (GETs pass)
+  csrf      Flask-WTF's CSRFProtect, whose hook runs on every request (GETs
+            pass), and the secret key it needs: with one, Flask opens a
+            session (from the cookie, here none) on every request
   token     the template carries a CSRF token for a new visitor, as any page
             with a form must: a session made and its cookie signed
 """
@@ -28,7 +30,6 @@ PAGE = '<p id="account">{{ word }}</p><input type="hidden" name="csrf_token" val
 def make_app(adds: str) -> Flask:
     level = LEVELS.index(adds)
     app = Flask(__name__)
-    app.secret_key = "bench-only-" + "x" * 32
     app.jinja_loader = DictLoader({"page.html": PAGE})
     translate = str
     if level >= LEVELS.index("babel"):
@@ -37,6 +38,7 @@ def make_app(adds: str) -> Flask:
         translate = gettext
     if level >= LEVELS.index("csrf"):
         from flask_wtf.csrf import CSRFProtect
+        app.secret_key = "bench-only-" + "x" * 32  # which it needs, and with it Flask's session
         CSRFProtect(app)
     token = lambda: ""  # noqa: E731
     if level >= LEVELS.index("token"):
