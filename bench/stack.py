@@ -1,7 +1,7 @@
-"""The floor under topup's pages, for bench/floor: bench/hello.py's bare
+"""The floor under topup's pages, for bench/throughput: bench/hello.py's bare
 Flask app with what every topup page needs added, one thing at a time, using
-the libraries topup uses and none of topup's code. Same waitress settings and
-placement as `topup serve`. Prints its URL, then serves.
+the libraries topup uses and none of topup's code, served as bench/hello.py
+serves it. Prints its URL, then serves.
 
     python bench/stack.py --adds template|babel|csrf|token
 
@@ -15,13 +15,10 @@ Each level has everything of the levels before it:
             with a form must: a session made and its cookie signed
 """
 import argparse
-import logging
 
-import waitress.server
 from flask import Flask, render_template
+from hello import serve
 from jinja2 import DictLoader
-
-from topup.processes import place
 
 LEVELS = ("template", "babel", "csrf", "token")
 PAGE = '<p id="account">{{ word }}</p><input type="hidden" name="csrf_token" value="{{ token }}">'
@@ -52,15 +49,6 @@ def make_app(adds: str) -> Flask:
 
 
 if __name__ == "__main__":
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as `topup serve` does
     parser = argparse.ArgumentParser()
     parser.add_argument("--adds", choices=LEVELS, required=True)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--cpu", default=None, help="as `topup serve --cpu`")
-    args = parser.parse_args()
-    app = make_app(args.adds)
-    place(args.cpu)
-    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
-                                           ident="topup")
-    print(f"serving on http://127.0.0.1:{server.effective_port}/", flush=True)
-    server.run()
+    serve(lambda args: make_app(args.adds), parser)
